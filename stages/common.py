@@ -1,0 +1,79 @@
+"""Small helpers every stage shares: seeding, CPU threads, atomic file writes, errors users can act on."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class StageError(RuntimeError):
+    """Bad input or state that the user can fix; the message names the problem and the fix."""
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_threads(num_threads: int | None) -> None:
+    """Give torch exactly the CPU threads this trial was granted.
+
+    Two trials that each spin 2 threads on a 2-core machine run ~30x slower than with 1 thread each,
+    so a trial never takes more threads than Ray gave it (Ray exports OMP_NUM_THREADS from num_cpus).
+    """
+    if num_threads is None:
+        num_threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count() or 1
+    torch.set_num_threads(max(1, int(num_threads)))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically: a crash never leaves a half-written file that a rerun would trust."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a finished folder into place, replacing an older one (checkpoints, model folders)."""
+    if final_dir.exists():
+        old = final_dir.with_name(final_dir.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final_dir, old)
+        os.replace(tmp_dir, final_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp_dir, final_dir)
+
+
+def pick_device(prefer_gpu: bool = True) -> torch.device:
+    if prefer_gpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """'auto' means bf16 on a GPU that has it, fp16 on an older GPU, and fp32 ('no') on CPU."""
+    if requested != "auto":
+        if requested in ("bf16", "fp16") and not torch.cuda.is_available():
+            return "no"
+        return requested
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

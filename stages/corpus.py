@@ -1,0 +1,90 @@
+"""Text corpora for tokenizer training and MLM pretraining: local text files or a Hugging Face dataset."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from stages.common import StageError
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Where a corpus lives.
+
+    Either `files` (plain UTF-8 text; one document per line, blank lines ignored) or `hub_dataset`
+    (a `datasets` id such as "wikimedia/wikipedia" with `hub_config` "20231101.en"), not both.
+    `max_documents` caps how much is read (useful for a quick look at a huge corpus).
+    """
+
+    files: list[str] = field(default_factory=list)
+    hub_dataset: str | None = None
+    hub_config: str | None = None
+    hub_split: str = "train"
+    text_column: str = "text"
+    max_documents: int | None = None
+
+    def fingerprint(self) -> str:
+        """Stable id of what the corpus holds, for caches keyed by (corpus, tokenizer)."""
+        d = asdict(self)
+        d["files"] = [_file_stamp(f) for f in self.files]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_stamp(path: str) -> list:
+    p = Path(path)
+    st = p.stat() if p.exists() else None
+    return [str(p.resolve()), st.st_size if st else None, int(st.st_mtime) if st else None]
+
+
+def check_corpus(cfg: CorpusConfig, what: str = "corpus") -> None:
+    """Fail early, with the fix, on a corpus that cannot be read."""
+    if bool(cfg.files) == bool(cfg.hub_dataset):
+        raise StageError(f"{what}: give either `files` (local text files) or `hub_dataset`, exactly one of them")
+    for f in cfg.files:
+        p = Path(f)
+        if not p.is_file():
+            raise StageError(f"{what}: corpus file {p} does not exist; fix the path in the sweep config")
+        if p.stat().st_size == 0:
+            raise StageError(f"{what}: corpus file {p} is empty; point the config at a file with text")
+
+
+def iter_documents(cfg: CorpusConfig, what: str = "corpus") -> Iterator[str]:
+    """Yield non-empty documents, in a fixed order (reproducible caches and counts)."""
+    check_corpus(cfg, what)
+    n = 0
+    if cfg.files:
+        for f in cfg.files:
+            with open(f, encoding="utf-8") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line:
+                        yield line
+                        n += 1
+                        if cfg.max_documents is not None and n >= cfg.max_documents:
+                            return
+    else:
+        import datasets  # imported here: local-file runs should not pay for it
+
+        try:
+            ds = datasets.load_dataset(cfg.hub_dataset, cfg.hub_config, split=cfg.hub_split, streaming=True)
+        except Exception as e:  # network or name problems: say which dataset and how to work offline
+            raise StageError(
+                f"{what}: could not load hub dataset {cfg.hub_dataset!r} ({cfg.hub_config}, {cfg.hub_split}): {e}. "
+                "Check the id, or download the text once and point `files` at it."
+            ) from e
+        for row in ds:
+            if cfg.text_column not in row:
+                raise StageError(f"{what}: dataset {cfg.hub_dataset} has no column {cfg.text_column!r}; "
+                                 f"set text_column to one of {sorted(row)}")
+            for line in str(row[cfg.text_column]).split("\n"):
+                line = line.strip()
+                if line:
+                    yield line
+                    n += 1
+                    if cfg.max_documents is not None and n >= cfg.max_documents:
+                        return
+    if n == 0:
+        raise StageError(f"{what}: the corpus holds no text ({cfg.files or cfg.hub_dataset}); give it some text")

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny real BERT models and tokenizers built from a config (no hub access needed)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from stages.corpus import CorpusConfig
+from stages.tokenizer import TokenizerConfig, train_tokenizer
+
+WORDS_A = ("the a one big small red old new dog cat bird house tree car runs sees likes eats finds "
+           "quickly slowly very good bad happy sad and but not with near under over").split()
+
+
+def write_corpus(path: Path, n_lines: int, seed: int, words=WORDS_A) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n_lines):
+            f.write(" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))).capitalize() + ".\n")
+    return path
+
+
+def make_tiny_bert(folder: Path, corpus: Path, vocab_size: int = 200, hidden: int = 32, seed: int = 0) -> str:
+    """Train a WordPiece tokenizer on `corpus` and save a random tiny BertForMaskedLM beside it."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    res = train_tokenizer(TokenizerConfig(corpus=CorpusConfig(files=[str(corpus)]), output_dir=str(folder),
+                                          vocab_size=vocab_size, min_frequency=1))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=res.vocab_size, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=hidden * 4, max_position_embeddings=160, pad_token_id=0)
+    BertForMaskedLM(cfg).save_pretrained(str(folder))
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "en.txt", 3000, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, tiny_corpus) -> str:
+    """Folder with a tiny random BertForMaskedLM and its tokenizer (loads with the Auto classes)."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), tiny_corpus)
