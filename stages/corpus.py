@@ -88,3 +88,79 @@ def iter_documents(cfg: CorpusConfig, what: str = "corpus") -> Iterator[str]:
                         return
     if n == 0:
         raise StageError(f"{what}: the corpus holds no text ({cfg.files or cfg.hub_dataset}); give it some text")
+
+
+# --- Tokenized corpus cache -------------------------------------------------------------------------
+# A corpus is tokenized once per (corpus, tokenizer) into a flat binary file of token ids (documents
+# separated by [SEP]) that pretraining packs into blocks and the frequency mapping counts. A flat
+# memory-mapped file scales to Wikipedia-sized corpora without holding them in RAM.
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def tokenize_to_cache(cfg: CorpusConfig, tokenizer, cache_dir: str | Path, what: str = "corpus",
+                      batch_docs: int = 1000, log=print) -> Path:
+    """Return the path of the cached `.bin` of token ids, building it if needed (atomic: tmp + rename)."""
+    import os
+
+    import numpy as np
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{cfg.fingerprint()}-{tokenizer_fingerprint(tokenizer)}"
+    path, meta_path = cache_dir / f"tokens-{key}.bin", cache_dir / f"tokens-{key}.json"
+    if path.exists() and meta_path.exists():
+        return path
+    dtype = np.uint16 if len(tokenizer) < 2**16 else np.int32
+    sep = tokenizer.sep_token_id
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    n_tokens = n_docs = n_unk = 0
+    batch: list[str] = []
+    with open(tmp, "wb") as out:
+        def flush():
+            nonlocal n_tokens, n_unk
+            ids = tokenizer(batch, add_special_tokens=False)["input_ids"]
+            flat = np.fromiter((t for doc in ids for t in (*doc, sep)), dtype=dtype)
+            n_unk += int((flat == tokenizer.unk_token_id).sum())
+            n_tokens += flat.size
+            out.write(flat.tobytes())
+            batch.clear()
+
+        for doc in iter_documents(cfg, what):
+            batch.append(doc)
+            n_docs += 1
+            if len(batch) == batch_docs:
+                flush()
+                if n_docs % (batch_docs * 100) == 0:
+                    log(f"[tokenize] {what}: {n_docs:,} documents, {n_tokens:,} tokens")
+        if batch:
+            flush()
+    from stages.common import write_json
+
+    os.replace(tmp, path)
+    write_json(meta_path, {"dtype": np.dtype(dtype).name, "tokens": n_tokens, "documents": n_docs,
+                           "unk_tokens": n_unk, "vocab_size": len(tokenizer)})
+    log(f"[tokenize] {what}: cached {n_docs:,} documents, {n_tokens:,} tokens ({n_unk / max(1, n_tokens):.2%} [UNK])")
+    return path
+
+
+def load_token_cache(path: str | Path):
+    """Memory-map a cache built by tokenize_to_cache."""
+    import numpy as np
+
+    from stages.common import read_json
+
+    meta = read_json(Path(path).with_suffix(".json"))
+    return np.memmap(path, dtype=meta["dtype"], mode="r", shape=(meta["tokens"],))
+
+
+def token_counts(path: str | Path, vocab_size: int, chunk: int = 1 << 24):
+    """Occurrences of every token id in a cache (chunked so a huge corpus never sits in RAM)."""
+    import numpy as np
+
+    ids = load_token_cache(path)
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for i in range(0, ids.shape[0], chunk):
+        counts += np.bincount(np.asarray(ids[i:i + chunk]), minlength=vocab_size)[:vocab_size]
+    return counts

@@ -1,0 +1,256 @@
+"""Stage 2: vocabulary surgery on a source BERT before continued pretraining on English.
+
+Modes (the paper's Section 3, plus one control):
+- `keep`        [lang->en][lang]: keep the source vocabulary, truncated to its first N tokens; embedding
+                rows and the MLM decoder bias are sliced to match.
+- `frequency`   [lang->en][en]: a new English WordPiece vocabulary; the English token of frequency rank i
+                takes the source embedding row of rank i. Special tokens are matched by role.
+- `random-map`  the `frequency` procedure with the same source rows dealt out in a seeded random order:
+                it separates "frequency order matters" from "any reuse of the body helps".
+- `scratch`     [en][en]: same architecture, random init, English vocabulary.
+
+The output folder reloads with AutoModelForMaskedLM + AutoTokenizer and holds `mapping_report.json`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages.common import StageError, set_seed, write_json
+from stages.tokenizer import load_tokenizer
+
+MODES = ("keep", "frequency", "random-map", "scratch")
+ROLES = ("pad", "unk", "cls", "sep", "mask")
+# Rows of reserved tokens such as BERT's "[unused17]" were never trained; they take no part in ranking.
+_RESERVED = re.compile(r"^\[[^\]\s]+\]$")
+RANK_BANDS = (0, 10, 100, 1000, 10000, 30000)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    source: str                          # hub id or folder of a BERT MLM checkpoint with its tokenizer
+    mode: str                            # one of MODES
+    output_dir: str
+    target_tokenizer: str | None = None  # English tokenizer folder (frequency, random-map, scratch)
+    target_counts: str | None = None     # .npy of English token counts per target id (frequency ranks)
+    source_counts: str | None = None     # .npy of source token counts on a source corpus; None = vocab order
+    keep_vocab_size: int | None = 32000  # keep: first N source tokens; None = the whole vocabulary
+    seed: int = 0                        # random-map order and scratch init
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    output_dir: str
+    mode: str
+    vocab_size: int
+    source_rows: int
+    identity_count: int
+    report_path: str
+    seconds: float
+
+
+def _role_ids(tok) -> dict[str, int]:
+    ids = {r: getattr(tok, f"{r}_token_id") for r in ROLES}
+    missing = [r for r, i in ids.items() if i is None]
+    if missing:
+        raise StageError(f"tokenizer {tok.name_or_path!r} defines no {missing} token(s); a BERT MLM vocabulary "
+                         "needs [PAD] [UNK] [CLS] [SEP] [MASK]")
+    return ids
+
+
+def _ranked_source_rows(src_tok, n_rows: int, counts: np.ndarray | None) -> np.ndarray:
+    """Source row ids that may be reused, most frequent first (vocab order = WordPiece's frequency order)."""
+    specials = set(_role_ids(src_tok).values()) | set(src_tok.all_special_ids)
+    tokens = src_tok.convert_ids_to_tokens(list(range(n_rows)))
+    usable = np.array([i for i, t in enumerate(tokens)
+                       if i not in specials and t is not None and not _RESERVED.match(t)], dtype=np.int64)
+    if counts is None:
+        return usable
+    if counts.shape[0] < n_rows:
+        raise StageError(f"source_counts has {counts.shape[0]} entries but the source table has {n_rows} rows")
+    # Stable sort: equal counts keep vocab order, so the ranking is deterministic.
+    return usable[np.argsort(-counts[usable], kind="stable")]
+
+
+def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray,
+                      src_counts: np.ndarray | None = None, shuffle_seed: int | None = None):
+    """Row map for `frequency` (or `random-map` when shuffle_seed is given).
+
+    Returns (row_map, target_ranked): row_map[target_id] = source row; target_ranked lists non-special
+    target ids by descending English count (ties by id).
+    """
+    n_tgt = len(tgt_tok)
+    if tgt_counts.shape[0] != n_tgt:
+        raise StageError(f"target_counts has {tgt_counts.shape[0]} entries for a {n_tgt}-token target vocabulary; "
+                         "recount with the same tokenizer")
+    tgt_roles, src_roles = _role_ids(tgt_tok), _role_ids(src_tok)
+    tgt_special = set(tgt_roles.values()) | set(tgt_tok.all_special_ids)
+    tgt_plain = np.array([i for i in range(n_tgt) if i not in tgt_special], dtype=np.int64)
+    tgt_ranked = tgt_plain[np.argsort(-tgt_counts[tgt_plain], kind="stable")]
+    src_ranked = _ranked_source_rows(src_tok, n_src_rows, src_counts)
+    if len(tgt_ranked) > len(src_ranked):
+        raise StageError(
+            f"the target vocabulary has {len(tgt_ranked)} ordinary tokens but the source embedding table has only "
+            f"{len(src_ranked)} reusable rows ({n_src_rows} rows minus special/reserved ones): train the English "
+            f"tokenizer with vocab_size <= {len(src_ranked) + len(tgt_special)}, or use vocab mode `keep`")
+    rows = src_ranked[: len(tgt_ranked)]
+    if shuffle_seed is not None:
+        rows = rows[np.random.default_rng(shuffle_seed).permutation(len(rows))]
+    row_map = np.full(n_tgt, -1, dtype=np.int64)
+    row_map[tgt_ranked] = rows
+    for role, tid in tgt_roles.items():
+        row_map[tid] = src_roles[role]
+    unmatched = [i for i in np.nonzero(row_map < 0)[0]]
+    if unmatched:  # extra special tokens of the target (none in our tokenizers) get the [UNK] row
+        row_map[unmatched] = src_roles["unk"]
+    return row_map, tgt_ranked
+
+
+def keep_row_map(src_tok, n_src_rows: int, keep: int | None) -> np.ndarray:
+    """Ids of the first `keep` source tokens, special tokens always among them."""
+    n_vocab = min(len(src_tok), n_src_rows)
+    keep = n_vocab if keep is None else keep
+    if keep > n_vocab:
+        raise StageError(f"keep_vocab_size {keep} is larger than the source vocabulary ({n_vocab} tokens); "
+                         f"use keep_vocab_size <= {n_vocab} or null for all of it")
+    specials = sorted(set(_role_ids(src_tok).values()) | set(src_tok.all_special_ids))
+    ids = list(range(keep))
+    outside = [s for s in specials if s >= keep]
+    if outside:  # drop the last ordinary ids to make room for special tokens stored past the cut
+        ordinary = [i for i in ids if i not in specials]
+        ids = sorted(set(ordinary[: keep - len([s for s in specials if s < keep]) - len(outside)])
+                     | set(s for s in specials if s < keep) | set(outside))
+    return np.array(ids, dtype=np.int64)
+
+
+def _write_kept_tokenizer(src_tok, row_map: np.ndarray, out: Path) -> None:
+    """Save the source tokenizer restricted to `row_map` ids, renumbered 0..N-1."""
+    state = json.loads(src_tok.backend_tokenizer.to_str())
+    if state["model"]["type"] != "WordPiece":
+        raise StageError(f"keep mode supports WordPiece vocabularies; {src_tok.name_or_path!r} uses "
+                         f"{state['model']['type']}")
+    old_tokens = src_tok.convert_ids_to_tokens([int(i) for i in row_map])
+    new_id = {t: i for i, t in enumerate(old_tokens)}
+    state["model"]["vocab"] = new_id
+    state["added_tokens"] = [dict(a, id=new_id[a["content"]]) for a in state.get("added_tokens", [])
+                             if a["content"] in new_id]
+    pp = state.get("post_processor") or {}
+    if pp.get("type") == "TemplateProcessing":
+        for tok_name, spec in pp["special_tokens"].items():
+            spec["ids"] = [new_id[t] for t in spec["tokens"]]
+    elif pp.get("type") == "BertProcessing":
+        pp["sep"] = [pp["sep"][0], new_id[pp["sep"][0]]]
+        pp["cls"] = [pp["cls"][0], new_id[pp["cls"][0]]]
+    src_tok.save_pretrained(str(out))
+    (out / "vocab.txt").unlink(missing_ok=True)  # a stale slow-tokenizer vocab would disagree with tokenizer.json
+    (out / "tokenizer.json").write_text(json.dumps(state, ensure_ascii=False))
+
+
+def _rank_bands(ranked_ids: np.ndarray, row_map, tgt_tokens, src_tokens, counts, per_band: int = 5):
+    bands = []
+    for start in RANK_BANDS:
+        if start >= len(ranked_ids):
+            break
+        pairs = []
+        for r in range(start, min(start + per_band, len(ranked_ids))):
+            tid = int(ranked_ids[r])
+            pairs.append({"rank": r, "target_id": tid, "target": tgt_tokens[tid],
+                          "count": int(counts[tid]) if counts is not None else None,
+                          "source_row": int(row_map[tid]), "source": src_tokens[int(row_map[tid])]})
+        bands.append({"from_rank": start, "pairs": pairs})
+    return bands
+
+
+def transfer(cfg: TransferConfig) -> TransferResult:
+    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    t0 = time.time()
+    if cfg.mode not in MODES:
+        raise StageError(f"unknown vocab mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
+    out = Path(cfg.output_dir)
+    if out.exists():
+        shutil.rmtree(out)  # a half-written folder from a crash is never reused
+    out.mkdir(parents=True)
+    report: dict = {"mode": cfg.mode, "source": cfg.source, "seed": cfg.seed}
+
+    if cfg.mode == "scratch":
+        if not cfg.target_tokenizer:
+            raise StageError("scratch mode needs target_tokenizer (the English tokenizer folder)")
+        tgt_tok = load_tokenizer(cfg.target_tokenizer)
+        config = AutoConfig.from_pretrained(cfg.source)
+        config.vocab_size = len(tgt_tok)
+        config.pad_token_id = tgt_tok.pad_token_id
+        set_seed(cfg.seed)
+        model = AutoModelForMaskedLM.from_config(config)
+        tgt_tok.save_pretrained(str(out))
+        model.save_pretrained(str(out))
+        report.update(target_vocab_size=len(tgt_tok), source_rows=0, identity_count=0)
+        write_json(out / "mapping_report.json", report)
+        return TransferResult(str(out), cfg.mode, len(tgt_tok), 0, 0, str(out / "mapping_report.json"),
+                              time.time() - t0)
+
+    src_tok = load_tokenizer(cfg.source)
+    model = AutoModelForMaskedLM.from_pretrained(cfg.source)
+    emb = model.get_input_embeddings().weight.detach().clone()
+    head = model.get_output_embeddings()
+    bias = head.bias.detach().clone() if head is not None and head.bias is not None else None
+    n_src_rows = emb.shape[0]
+    src_tokens = src_tok.convert_ids_to_tokens(list(range(min(len(src_tok), n_src_rows))))
+    src_tokens += [None] * (n_src_rows - len(src_tokens))
+
+    if cfg.mode == "keep":
+        row_map = keep_row_map(src_tok, n_src_rows, cfg.keep_vocab_size)
+        _write_kept_tokenizer(src_tok, row_map, out)
+        new_tok = load_tokenizer(str(out), expected_vocab_size=len(row_map))
+        report.update(kept=len(row_map), dropped=n_src_rows - len(row_map))
+        ranked, counts = np.arange(len(row_map)), None
+        identity = len(row_map)
+    else:
+        if not cfg.target_tokenizer or not cfg.target_counts:
+            raise StageError(f"{cfg.mode} mode needs target_tokenizer and target_counts (English token counts)")
+        new_tok = load_tokenizer(cfg.target_tokenizer)
+        counts = np.load(cfg.target_counts)
+        src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
+        row_map, ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,
+                                            shuffle_seed=cfg.seed if cfg.mode == "random-map" else None)
+        new_tok.save_pretrained(str(out))
+        new_tokens = new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
+        identity = sum(1 for t, r in zip(new_tokens, row_map) if src_tokens[int(r)] == t)
+        report.update(source_ranking="source corpus counts" if src_counts is not None else "source vocab order",
+                      unused_source_rows=n_src_rows - len(set(row_map.tolist())),
+                      target_tokens_unseen=int((counts[ranked] == 0).sum()))
+
+    idx = torch.as_tensor(row_map)
+    model.resize_token_embeddings(len(row_map), mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(emb[idx])
+        if bias is not None:
+            model.get_output_embeddings().bias.copy_(bias[idx])
+    model.config.vocab_size = len(row_map)
+    model.config.pad_token_id = new_tok.pad_token_id
+    model.tie_weights()
+    model.save_pretrained(str(out))
+    np.save(out / "row_map.npy", row_map)
+
+    new_tokens = new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
+    new_roles = _role_ids(new_tok)
+    report.update(
+        source_rows=n_src_rows, target_vocab_size=len(row_map), identity_count=int(identity),
+        special_tokens={r: {"target_id": new_roles[r], "target": new_tokens[new_roles[r]],
+                            "source_row": int(row_map[new_roles[r]]), "source": src_tokens[int(row_map[new_roles[r]])]}
+                        for r in ROLES},
+        bands=_rank_bands(ranked, row_map, new_tokens, src_tokens, counts))
+    write_json(out / "mapping_report.json", report)
+    return TransferResult(str(out), cfg.mode, len(row_map), n_src_rows, int(identity),
+                          str(out / "mapping_report.json"), time.time() - t0)
+
+
