@@ -77,3 +77,11 @@ def resolve_mixed_precision(requested: str) -> str:
     if not torch.cuda.is_available():
         return "no"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def quiet_transformers() -> None:
+    """Keep trial logs readable: no per-load progress bars or load reports, errors still shown."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

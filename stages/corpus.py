@@ -112,6 +112,22 @@ def tokenize_to_cache(cfg: CorpusConfig, tokenizer, cache_dir: str | Path, what:
     path, meta_path = cache_dir / f"tokens-{key}.bin", cache_dir / f"tokens-{key}.json"
     if path.exists() and meta_path.exists():
         return path
+    # Several trials may ask for the same cache at once (e.g. frequency, random-map and scratch all read
+    # English text through one tokenizer): one builds it, the others wait on the lock and reuse it.
+    import fcntl
+
+    with open(cache_dir / f"tokens-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists() and meta_path.exists():
+            return path
+        return _build_cache(cfg, tokenizer, path, meta_path, what, batch_docs, log)
+
+
+def _build_cache(cfg, tokenizer, path, meta_path, what, batch_docs, log) -> Path:
+    import os
+
+    import numpy as np
+
     dtype = np.uint16 if len(tokenizer) < 2**16 else np.int32
     sep = tokenizer.sep_token_id
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.common import StageError, set_seed, write_json
+from stages.common import StageError, quiet_transformers, set_seed, write_json
 from stages.tokenizer import load_tokenizer
 
 MODES = ("keep", "frequency", "random-map", "scratch")
@@ -170,9 +170,7 @@ def _rank_bands(ranked_ids: np.ndarray, row_map, tgt_tokens, src_tokens, counts,
 
 def transfer(cfg: TransferConfig) -> TransferResult:
     from transformers import AutoConfig, AutoModelForMaskedLM
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     t0 = time.time()
     if cfg.mode not in MODES:
         raise StageError(f"unknown vocab mode {cfg.mode!r}; choose one of {', '.join(MODES)}")

@@ -1,0 +1,277 @@
+"""Stage 3: continued masked-language-model pretraining with Accelerate (the paper's Table 5 defaults).
+
+Text is packed into fixed blocks ([CLS] + block_size-2 tokens + [SEP], documents separated by [SEP]),
+so no batch holds padding. 15% of positions are chosen for prediction (80% [MASK], 10% random token,
+10% unchanged), no NSP. The loss is computed only at the chosen positions: the vocabulary projection of
+the other 85% is work whose result is thrown away. Batch order and masks are functions of
+(seed, step), so a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stages.common import (StageError, configure_threads, quiet_transformers, read_json, replace_dir,
+                           resolve_mixed_precision, set_seed, write_json)
+from stages.corpus import CorpusConfig, load_token_cache, tokenize_to_cache
+from stages.tokenizer import load_tokenizer
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    init_model: str                   # folder (or hub id) with an MLM model and its tokenizer
+    corpus: CorpusConfig
+    output_dir: str
+    cache_dir: str                    # tokenized corpora, shared by every node of a sweep
+    seed: int = 0
+    learning_rate: float = 5e-5
+    batch_size: int = 128             # effective batch (sequences per optimizer step)
+    per_device_batch_size: int = 32   # micro-batch; the rest is gradient accumulation
+    block_size: int = 128
+    mlm_probability: float = 0.15
+    epochs: float = 1.0
+    max_steps: int | None = None      # a step budget; overrides epochs when set
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_fraction: float = 0.01       # share of blocks held out for MLM loss / perplexity
+    max_eval_blocks: int = 512
+    eval_every: int = 500
+    log_every: int = 50
+    checkpoint_every: int = 500
+    mixed_precision: str = "auto"     # auto: bf16 (or fp16) on GPU, fp32 on CPU
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    model_dir: str
+    steps: int
+    tokens_seen: int
+    train_loss: float
+    eval_loss: float
+    eval_perplexity: float
+    tokens_per_s: float               # real (non-pad) tokens per second of the training loop itself
+    padding_fraction: float
+    resumed_from_step: int
+    seconds: float
+
+
+class SparseMLM(torch.nn.Module):
+    """MLM loss evaluated only where labels are set (a wrapper so Accelerate/DDP see one forward)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
+        if self.head is None:
+            raise StageError(f"{type(model).__name__} has no MLM head (`cls` or `lm_head`)")
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.base_model(input_ids=input_ids).last_hidden_state
+        sel = labels.ne(-100)
+        logits = self.head(hidden[sel])
+        return F.cross_entropy(logits.float(), labels[sel])
+
+
+def mask_tokens(ids: torch.Tensor, special_ids: torch.Tensor, mask_id: int, vocab_size: int, prob: float,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: choose `prob` of non-special positions; 80% -> [MASK], 10% -> random, 10% kept."""
+    ids = ids.clone()
+    chosen = torch.rand(ids.shape, generator=gen) < prob
+    chosen &= ~torch.isin(ids, special_ids)
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    r = torch.rand(ids.shape, generator=gen)
+    random_tokens = torch.randint(vocab_size, ids.shape, generator=gen)
+    ids = torch.where(chosen & (r < 0.8), torch.full_like(ids, mask_id), ids)
+    ids = torch.where(chosen & (r >= 0.8) & (r < 0.9), random_tokens, ids)
+    return ids, labels
+
+
+class PackedBlocks:
+    """Fixed-length blocks over a token cache, with a seeded held-out split and per-epoch shuffles."""
+
+    def __init__(self, cache_path: Path, block_size: int, cls_id: int, sep_id: int, eval_fraction: float,
+                 max_eval_blocks: int, seed: int):
+        self.ids = load_token_cache(cache_path)
+        self.body = block_size - 2
+        self.cls, self.sep = cls_id, sep_id
+        n = self.ids.shape[0] // self.body
+        if n < 2:
+            raise StageError(f"the corpus has {self.ids.shape[0]} tokens, fewer than two blocks of {block_size}; "
+                             "give a larger corpus or a smaller block_size")
+        order = np.random.default_rng(seed).permutation(n)
+        n_eval = min(max_eval_blocks, max(1, int(round(n * eval_fraction)))) if eval_fraction > 0 else 0
+        self.eval_blocks, self.train_blocks = order[:n_eval], np.sort(order[n_eval:])
+        self.seed = seed
+
+    def batch(self, blocks: np.ndarray) -> torch.Tensor:
+        out = np.empty((len(blocks), self.body + 2), dtype=np.int64)
+        out[:, 0], out[:, -1] = self.cls, self.sep
+        for row, b in enumerate(blocks):
+            out[row, 1:-1] = self.ids[b * self.body:(b + 1) * self.body]
+        return torch.from_numpy(out)
+
+    def train_micro_batch(self, index: int, size: int) -> torch.Tensor:
+        """Micro-batch number `index` of the endless, epoch-wise reshuffled stream of training blocks."""
+        per_epoch = len(self.train_blocks) // size
+        epoch, pos = divmod(index, per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_blocks))
+        return self.batch(self.train_blocks[perm[pos * size:(pos + 1) * size]])
+
+
+def _evaluate(model: SparseMLM, data: PackedBlocks, masker, accelerator, batch_size: int) -> float:
+    if len(data.eval_blocks) == 0:
+        return float("nan")
+    model.eval()
+    gen = torch.Generator().manual_seed(data.seed + 7919)  # the same masks at every evaluation
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(data.eval_blocks), batch_size):
+            ids, labels = masker(data.batch(data.eval_blocks[i:i + batch_size]), gen)
+            with accelerator.autocast():
+                loss = model(ids.to(accelerator.device), labels.to(accelerator.device))
+            k = int(labels.ne(-100).sum())
+            total, n = total + float(loss) * k, n + k
+    model.train()
+    return total / max(1, n)
+
+
+def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
+             log: Callable[[str], None] = print) -> PretrainResult:
+    from accelerate import Accelerator
+    from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
+    quiet_transformers()
+    t_start = time.time()
+    configure_threads(cfg.num_threads)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out / "checkpoint"
+
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+                              cpu=not torch.cuda.is_available())
+    world = accelerator.num_processes
+    if cfg.batch_size % (cfg.per_device_batch_size * world):
+        raise StageError(f"batch_size {cfg.batch_size} is not a multiple of per_device_batch_size "
+                         f"{cfg.per_device_batch_size} x {world} processes; change one of them")
+    accum = cfg.batch_size // (cfg.per_device_batch_size * world)
+
+    tokenizer = load_tokenizer(cfg.init_model)
+    cache = tokenize_to_cache(cfg.corpus, tokenizer, cfg.cache_dir, "pretraining corpus", log=log)
+    data = PackedBlocks(cache, cfg.block_size, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                        cfg.eval_fraction, cfg.max_eval_blocks, cfg.seed)
+    steps_per_epoch = len(data.train_blocks) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise StageError(f"{len(data.train_blocks)} training blocks cannot fill one batch of {cfg.batch_size}; "
+                         "give a larger corpus or a smaller batch_size")
+    total_steps = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * steps_per_epoch))
+
+    model = AutoModelForMaskedLM.from_pretrained(cfg.init_model)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        raise StageError(f"the tokenizer of {cfg.init_model} has {len(tokenizer)} tokens but the model's embedding "
+                         f"table only {model.get_input_embeddings().weight.shape[0]} rows; run the transfer stage")
+    wrapped = SparseMLM(model)
+    decay = [p for n, p in wrapped.named_parameters() if not any(k in n for k in ("bias", "LayerNorm", "norm"))]
+    no_decay = [p for n, p in wrapped.named_parameters() if any(k in n for k in ("bias", "LayerNorm", "norm"))]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
+    wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
+
+    step = 0
+    if (ckpt_dir / "trainer_state.json").exists():
+        accelerator.load_state(str(ckpt_dir))
+        step = read_json(ckpt_dir / "trainer_state.json")["step"]
+        log(f"[pretrain] resuming from checkpoint at step {step}/{total_steps}")
+    resumed_from = step
+
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+    vocab = len(tokenizer)
+
+    def masker(ids, gen):
+        return mask_tokens(ids, special, tokenizer.mask_token_id, vocab, cfg.mlm_probability, gen)
+
+    micro = cfg.per_device_batch_size
+    tokens_per_step = cfg.batch_size * cfg.block_size
+    window_loss, window_steps, window_tokens, window_pad, window_time = 0.0, 0, 0, 0, 0.0
+    total_pad, total_time = 0, 0.0
+    last_loss, eval_loss = float("nan"), float("nan")
+    wrapped.train()
+    log(f"[pretrain] {cfg.init_model}: {len(data.train_blocks):,} train / {len(data.eval_blocks):,} held-out blocks "
+        f"of {cfg.block_size}; {total_steps} steps x {cfg.batch_size} seqs (accumulation {accum}); "
+        f"precision {accelerator.mixed_precision}")
+    while step < total_steps:
+        t0 = time.perf_counter()
+        step_loss = 0.0
+        for a in range(accum):
+            index = (step * accum + a) * world + accelerator.process_index
+            ids = data.train_micro_batch(index, micro)
+            window_pad += int(ids.eq(tokenizer.pad_token_id).sum())  # before masking: a random token may be [PAD]
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
+            ids, labels = masker(ids, gen)
+            # Gradients are all-reduced once per optimizer step, not once per micro-batch.
+            sync = contextlib.nullcontext() if a == accum - 1 else accelerator.no_sync(wrapped)
+            with sync, accelerator.autocast():
+                loss = wrapped(ids.to(accelerator.device, non_blocking=True),
+                               labels.to(accelerator.device, non_blocking=True))
+                accelerator.backward(loss / accum)
+            step_loss += loss.detach()
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        last_loss = float(step_loss) / accum  # .item() once per step: the only host sync
+        window_loss += last_loss
+        window_steps += 1
+        window_tokens += tokens_per_step
+        window_time += time.perf_counter() - t0
+        total_time += time.perf_counter() - t0
+
+        if step % cfg.log_every == 0 or step == total_steps:
+            metrics = {"train/loss": window_loss / window_steps, "train/lr": scheduler.get_last_lr()[0],
+                       "train/tokens_per_s": window_tokens / max(window_time, 1e-9),
+                       "train/padding_fraction": window_pad / max(1, window_tokens)}
+            if step % cfg.eval_every == 0 or step == total_steps:
+                eval_loss = _evaluate(wrapped, data, masker, accelerator, micro)
+                metrics.update({"eval/loss": eval_loss, "eval/perplexity": math.exp(min(eval_loss, 50))})
+            log(f"[pretrain] step {step}/{total_steps} loss {metrics['train/loss']:.4f} "
+                f"lr {metrics['train/lr']:.2e} {metrics['train/tokens_per_s']:,.0f} tok/s"
+                + (f" eval_loss {eval_loss:.4f}" if "eval/loss" in metrics else ""))
+            if on_log:
+                on_log(step, metrics)
+            total_pad += window_pad
+            window_loss, window_steps, window_tokens, window_pad, window_time = 0.0, 0, 0, 0, 0.0
+
+        if step % cfg.checkpoint_every == 0 and step < total_steps:
+            tmp = out / "checkpoint.tmp"
+            accelerator.save_state(str(tmp), safe_serialization=False)
+            write_json(tmp / "trainer_state.json", {"step": step})
+            replace_dir(tmp, ckpt_dir)
+
+    final = out / "model"
+    tmp = out / "model.tmp"
+    unwrapped = accelerator.unwrap_model(wrapped).model
+    unwrapped.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    replace_dir(tmp, final)
+    seconds = time.time() - t_start
+    trained_tokens = (step - resumed_from) * tokens_per_step
+    result = PretrainResult(
+        model_dir=str(final), steps=step, tokens_seen=step * tokens_per_step, train_loss=last_loss,
+        eval_loss=eval_loss, eval_perplexity=math.exp(min(eval_loss, 50)) if eval_loss == eval_loss else float("nan"),
+        tokens_per_s=trained_tokens / max(total_time, 1e-9), padding_fraction=total_pad / max(1, trained_tokens),
+        resumed_from_step=resumed_from,
+        seconds=seconds)
+    write_json(out / "pretrain_result.json", asdict(result))
+    return result
