@@ -42,7 +42,10 @@ class TransferConfig:
     target_counts: str | None = None     # .npy of English token counts per target id (frequency ranks)
     source_counts: str | None = None     # .npy of source token counts on a source corpus; None = vocab order
     keep_vocab_size: int | None = 32000  # keep: first N source tokens; None = the whole vocabulary
-    seed: int = 0                        # random-map order and scratch init
+    seed: int = 0                        # random-map order, scratch init and grown rows
+    # When the English vocabulary has more ordinary tokens than the source has rows (BERTje: 30K rows for
+    # a 32K vocabulary), the least frequent English tokens get new, randomly initialised rows.
+    grow_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,16 @@ def _ranked_source_rows(src_tok, n_rows: int, counts: np.ndarray | None) -> np.n
     return usable[np.argsort(-counts[usable], kind="stable")]
 
 
+NEW_ROW = -2  # row_map value of a target token that gets a freshly initialised row (grow_embeddings)
+
+
 def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray,
-                      src_counts: np.ndarray | None = None, shuffle_seed: int | None = None):
+                      src_counts: np.ndarray | None = None, shuffle_seed: int | None = None,
+                      grow: bool = False):
     """Row map for `frequency` (or `random-map` when shuffle_seed is given).
 
-    Returns (row_map, target_ranked): row_map[target_id] = source row; target_ranked lists non-special
-    target ids by descending English count (ties by id).
+    Returns (row_map, target_ranked): row_map[target_id] = source row (NEW_ROW: a new row, only with
+    `grow`); target_ranked lists non-special target ids by descending English count (ties by id).
     """
     n_tgt = len(tgt_tok)
     if tgt_counts.shape[0] != n_tgt:
@@ -95,19 +102,21 @@ def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray,
     tgt_plain = np.array([i for i in range(n_tgt) if i not in tgt_special], dtype=np.int64)
     tgt_ranked = tgt_plain[np.argsort(-tgt_counts[tgt_plain], kind="stable")]
     src_ranked = _ranked_source_rows(src_tok, n_src_rows, src_counts)
-    if len(tgt_ranked) > len(src_ranked):
+    if len(tgt_ranked) > len(src_ranked) and not grow:
         raise StageError(
             f"the target vocabulary has {len(tgt_ranked)} ordinary tokens but the source embedding table has only "
             f"{len(src_ranked)} reusable rows ({n_src_rows} rows minus special/reserved ones): train the English "
-            f"tokenizer with vocab_size <= {len(src_ranked) + len(tgt_special)}, or use vocab mode `keep`")
+            f"tokenizer with vocab_size <= {len(src_ranked) + len(tgt_special)}, use vocab mode `keep`, or set "
+            "grow_embeddings to give the rarest English tokens new random rows")
     rows = src_ranked[: len(tgt_ranked)]
     if shuffle_seed is not None:
         rows = rows[np.random.default_rng(shuffle_seed).permutation(len(rows))]
     row_map = np.full(n_tgt, -1, dtype=np.int64)
-    row_map[tgt_ranked] = rows
+    row_map[tgt_ranked[: len(rows)]] = rows
+    row_map[tgt_ranked[len(rows):]] = NEW_ROW
     for role, tid in tgt_roles.items():
         row_map[tid] = src_roles[role]
-    unmatched = [i for i in np.nonzero(row_map < 0)[0]]
+    unmatched = [i for i in np.nonzero(row_map == -1)[0]]
     if unmatched:  # extra special tokens of the target (none in our tokenizers) get the [UNK] row
         row_map[unmatched] = src_roles["unk"]
     return row_map, tgt_ranked
@@ -163,7 +172,8 @@ def _rank_bands(ranked_ids: np.ndarray, row_map, tgt_tokens, src_tokens, counts,
             tid = int(ranked_ids[r])
             pairs.append({"rank": r, "target_id": tid, "target": tgt_tokens[tid],
                           "count": int(counts[tid]) if counts is not None else None,
-                          "source_row": int(row_map[tid]), "source": src_tokens[int(row_map[tid])]})
+                          "source_row": int(row_map[tid]),
+                          "source": src_tokens[int(row_map[tid])] if row_map[tid] >= 0 else "(new row)"})
         bands.append({"from_rank": start, "pairs": pairs})
     return bands
 
@@ -219,20 +229,28 @@ def transfer(cfg: TransferConfig) -> TransferResult:
         counts = np.load(cfg.target_counts)
         src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
         row_map, ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,
-                                            shuffle_seed=cfg.seed if cfg.mode == "random-map" else None)
+                                            shuffle_seed=cfg.seed if cfg.mode == "random-map" else None,
+                                            grow=cfg.grow_embeddings)
         new_tok.save_pretrained(str(out))
         new_tokens = new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
-        identity = sum(1 for t, r in zip(new_tokens, row_map) if src_tokens[int(r)] == t)
-        report.update(source_ranking="source corpus counts" if src_counts is not None else "source vocab order",
+        identity = sum(1 for t, r in zip(new_tokens, row_map) if r >= 0 and src_tokens[int(r)] == t)
+        report.update(new_rows=int((row_map == NEW_ROW).sum()),
+                      source_ranking="source corpus counts" if src_counts is not None else "source vocab order",
                       unused_source_rows=n_src_rows - len(set(row_map.tolist())),
                       target_tokens_unseen=int((counts[ranked] == 0).sum()))
 
-    idx = torch.as_tensor(row_map)
+    idx = torch.as_tensor(row_map).clamp(min=0)
+    new = torch.as_tensor(row_map == NEW_ROW)
     model.resize_token_embeddings(len(row_map), mean_resizing=False)
     with torch.no_grad():
-        model.get_input_embeddings().weight.copy_(emb[idx])
+        weights = emb[idx]
+        if new.any():  # BERT's own init for rows that have no source counterpart
+            gen = torch.Generator().manual_seed(cfg.seed)
+            std = getattr(model.config, "initializer_range", 0.02)
+            weights[new] = torch.randn(int(new.sum()), emb.shape[1], generator=gen) * std
+        model.get_input_embeddings().weight.copy_(weights)
         if bias is not None:
-            model.get_output_embeddings().bias.copy_(bias[idx])
+            model.get_output_embeddings().bias.copy_(torch.where(new, torch.zeros(()), bias[idx]))
     model.config.vocab_size = len(row_map)
     model.config.pad_token_id = new_tok.pad_token_id
     model.tie_weights()

@@ -167,3 +167,15 @@ def test_unknown_mode_and_oversized_keep(tmp_path):
         transfer(TransferConfig(source=src, mode="freq", output_dir=str(tmp_path / "o")))
     with pytest.raises(StageError, match="larger than the source vocabulary"):
         transfer(TransferConfig(source=src, mode="keep", output_dir=str(tmp_path / "o"), keep_vocab_size=99))
+
+
+def test_grow_embeddings_gives_rarest_tokens_new_rows(tmp_path):
+    src = hand_model(tmp_path / "src", SOURCE[:8])  # only och=6, att=7 reusable
+    hand_tokenizer(tmp_path / "tgt", TARGET)
+    np.save(tmp_path / "counts.npy", TARGET_COUNTS)
+    transfer(TransferConfig(source=src, mode="frequency", output_dir=str(tmp_path / "out"), grow_embeddings=True,
+                            target_tokenizer=str(tmp_path / "tgt"), target_counts=str(tmp_path / "counts.npy")))
+    emb, bias, _ = rows_of(str(tmp_path / "out"))
+    assert emb[[6, 7]].tolist() == [6.0, 7.0]  # of, and: the two most frequent take the two source rows
+    for tid in (8, 5, 9):  # ##s, the, en: new rows, small random values and zero bias
+        assert abs(emb[tid]) < 0.2 and emb[tid] != 0.0 and bias[tid] == 0.0
