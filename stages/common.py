@@ -85,3 +85,24 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def make_accelerator(mixed_precision: str, **kwargs):
+    """An Accelerator at this precision, also in a worker that already made one at another precision.
+
+    Accelerate keeps one process-wide state and refuses a second Accelerator at another precision, so a
+    reused Ray worker that ran an fp32 trial could not run a bf16 one. Only the precision part of that
+    state is reset; the distributed set-up (PartialState) stays. cpu=True off CUDA keeps Apple's MPS out,
+    so CPU runs stay bit-for-bit reproducible.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    kwargs = dict(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(), **kwargs)
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as e:
+        if "already been initialized" not in str(e):
+            raise
+        AcceleratorState._reset_state()
+        return Accelerator(**kwargs)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.common import (StageError, configure_threads, quiet_transformers, read_json, replace_dir,
-                           resolve_mixed_precision, set_seed, write_json)
+from stages.common import (StageError, configure_threads, make_accelerator, quiet_transformers, read_json,
+                           replace_dir, resolve_mixed_precision, set_seed, write_json)
 from stages.corpus import CorpusConfig, load_token_cache, tokenize_to_cache
 from stages.tokenizer import load_tokenizer
 
@@ -147,7 +147,6 @@ def _evaluate(model: SparseMLM, data: PackedBlocks, masker, accelerator, batch_s
 
 def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
              log: Callable[[str], None] = print) -> PretrainResult:
-    from accelerate import Accelerator
     from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
     quiet_transformers()
     t_start = time.time()
@@ -157,8 +156,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoint"
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
-                              cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(resolve_mixed_precision(cfg.mixed_precision))
     world = accelerator.num_processes
     if cfg.batch_size % (cfg.per_device_batch_size * world):
         raise StageError(f"batch_size {cfg.batch_size} is not a multiple of per_device_batch_size "

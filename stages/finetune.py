@@ -1,0 +1,285 @@
+"""Stage 4: fine-tune a (transferred, pretrained) BERT on one GLUE task and score its dev set(s).
+
+The paper's Table 5 recipe: AdamW, lr 2e-5, batch 32, 3 epochs, max length 128, no early stopping; the
+model after the last epoch is the one reported, for each of 5 seeds. The input is usually an MLM checkpoint
+from the pretrain stage, so the pooler and the classifier start fresh; `set_seed` runs right before the model
+is built so that this initialisation, the dropout masks and the batch order all follow `seed`.
+
+Batches are padded to their own longest example (dynamic padding), not to max_length: most GLUE sentences
+are far shorter than 128 tokens, and padding them all would multiply the cost for nothing.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from stages.common import (StageError, configure_threads, make_accelerator, quiet_transformers, replace_dir,
+                           resolve_mixed_precision, set_seed, write_json)
+from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
+from stages.tokenizer import load_tokenizer
+
+MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
+ENCODE_CHUNK = 4096  # examples tokenized per call: fast, without holding a whole task as Python lists
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    model: str                   # folder or hub id: load_tokenizer + AutoModelForSequenceClassification
+    task: str
+    output_dir: str
+    data_dir: str | None = None  # GLUE root folder in the official TSV layout; None = the hub
+    hub_dataset: str = "nyu-mll/glue"
+    seed: int = 0
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 3.0
+    max_length: int = 128
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"   # "auto" | "no" | "bf16" | "fp16" (see resolve_mixed_precision)
+    num_threads: int | None = None  # torch CPU threads (configure_threads)
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    eval_batch_size: int = 128
+    log_every: int = 50
+    save_model: bool = False        # fine-tuned weights are big; the sweep keeps only metrics by default
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    task: str
+    metrics: dict[str, float]       # flat: e.g. {"mcc": ...} or for mnli {"m_accuracy": ..., "mm_accuracy": ...}
+    train_examples: int
+    steps: int
+    seconds: float
+    train_tokens_per_s: float
+    output_dir: str
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenized example. int32/int8 arrays: MNLI/QQP as Python int lists would take gigabytes."""
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray | None
+    label: int | float
+
+
+def _check_config(cfg: FinetuneConfig) -> None:
+    problems = []
+    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
+        problems.append(f"mixed_precision {cfg.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION_CHOICES)}")
+    for name in ("learning_rate", "epochs"):
+        if not getattr(cfg, name) > 0:
+            problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("batch_size", "eval_batch_size", "log_every"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.max_length < 8:
+        problems.append(f"max_length {cfg.max_length} leaves no room for text after [CLS]/[SEP]; use e.g. 128")
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        problems.append(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
+        problems.append("weight_decay and max_grad_norm must be >= 0 (max_grad_norm 0 turns clipping off)")
+    if problems:
+        raise StageError("invalid FinetuneConfig: " + "; ".join(problems))
+
+
+def _encode(tokenizer, examples: list[Example], max_length: int, with_types: bool) -> list[Encoded]:
+    out: list[Encoded] = []
+    pair = examples[0].text_b is not None  # a task is all pairs or all single sentences
+    for start in range(0, len(examples), ENCODE_CHUNK):
+        chunk = examples[start:start + ENCODE_CHUNK]
+        a = [e.text_a for e in chunk]
+        # Pairs are truncated longest-first, so a long premise cannot push the hypothesis out entirely.
+        enc = (tokenizer(a, [e.text_b or "" for e in chunk], truncation=True, max_length=max_length)
+               if pair else tokenizer(a, truncation=True, max_length=max_length))
+        types = enc["token_type_ids"] if with_types else [None] * len(chunk)
+        for ids, tt, e in zip(enc["input_ids"], types, chunk):
+            out.append(Encoded(np.asarray(ids, dtype=np.int32),
+                               None if tt is None else np.asarray(tt, dtype=np.int8), e.label))
+    return out
+
+
+def _collate_fn(pad_id: int, regression: bool):
+    """Pad a batch to its own longest sequence (right padding, as BERT's absolute positions expect)."""
+    def collate(batch: list[Encoded]) -> dict[str, torch.Tensor]:
+        n, width = len(batch), max(len(e.input_ids) for e in batch)
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        types = torch.zeros((n, width), dtype=torch.long) if batch[0].token_type_ids is not None else None
+        for i, e in enumerate(batch):
+            k = len(e.input_ids)
+            ids[i, :k] = torch.from_numpy(e.input_ids)
+            mask[i, :k] = 1
+            if types is not None:
+                types[i, :k] = torch.from_numpy(e.token_type_ids)
+        out = {"input_ids": ids, "attention_mask": mask,
+               "labels": torch.tensor([e.label for e in batch], dtype=torch.float32 if regression else torch.long)}
+        if types is not None:
+            out["token_type_ids"] = types
+        return out
+    return collate
+
+
+def _load_model(cfg: FinetuneConfig, spec: TaskSpec, tokenizer):
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs = {"num_labels": spec.num_labels,
+              "problem_type": "regression" if spec.is_regression else "single_label_classification"}
+    if not spec.is_regression:
+        kwargs["id2label"] = dict(enumerate(spec.label_names))
+        kwargs["label2id"] = {name: i for i, name in enumerate(spec.label_names)}
+    try:
+        # dtype=float32: transformers 5 loads weights in their saved dtype by default ("auto"); a checkpoint
+        # saved in bf16/fp16 would then be trained without fp32 master weights. Mixed precision is autocast's job.
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise StageError(f"cannot load {cfg.model!r} as a sequence classifier for {spec.name}: {e}. Give a folder "
+                         "written by save_pretrained (e.g. the pretrain stage's model/) or a hub id of a BERT-like "
+                         "encoder; a checkpoint already fine-tuned with another label count cannot be reused") from e
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < len(tokenizer):
+        raise StageError(f"the tokenizer of {cfg.model} has {len(tokenizer)} tokens but the model's embedding table "
+                         f"only {rows} rows; run the transfer stage so model and tokenizer match")
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and cfg.max_length > max_pos:
+        raise StageError(f"max_length {cfg.max_length} exceeds the model's {max_pos} position embeddings; "
+                         f"lower max_length to at most {max_pos}")
+    return model
+
+
+def _evaluate(model, loader, accelerator, spec: TaskSpec) -> dict[str, float]:
+    model.eval()
+    preds, golds = [], []
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            pred = logits.squeeze(-1).float() if spec.is_regression else logits.argmax(dim=-1)
+            # gather_for_metrics drops the samples a multi-process sampler duplicated to even out batches.
+            pred, gold = accelerator.gather_for_metrics((pred, batch["labels"]))
+            preds.append(pred.cpu())
+            golds.append(gold.cpu())
+    model.train()
+    return compute_metrics(spec.name, torch.cat(preds).numpy(), torch.cat(golds).numpy())
+
+
+def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
+             log: Callable[[str], None] = print) -> FinetuneResult:
+    from transformers import get_linear_schedule_with_warmup
+
+    quiet_transformers()  # transformers 5 prints a LOAD REPORT table for every MLM -> classifier load
+    t_start = time.time()
+    _check_config(cfg)
+    spec = get_task(cfg.task)
+    configure_threads(cfg.num_threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    accelerator = make_accelerator(resolve_mixed_precision(cfg.mixed_precision))
+
+    tokenizer = load_tokenizer(cfg.model)
+    with_types = "token_type_ids" in tokenizer.model_input_names  # BERT yes; RoBERTa/DistilBERT take none
+    train_examples = load_split(spec.name, "train", cfg.data_dir, cfg.hub_dataset, cfg.max_train_examples)
+    dev_examples = {d.key: load_split(spec.name, d.key, cfg.data_dir, cfg.hub_dataset, cfg.max_eval_examples)
+                    for d in spec.dev_splits}
+    train_data = _encode(tokenizer, train_examples, cfg.max_length, with_types)
+    dev_data = {k: _encode(tokenizer, v, cfg.max_length, with_types) for k, v in dev_examples.items()}
+
+    set_seed(cfg.seed)  # right before the model: the fresh classifier/pooler initialisation follows the seed
+    model = _load_model(cfg, spec, tokenizer)
+    collate = _collate_fn(tokenizer.pad_token_id, spec.is_regression)
+    train_loader = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
+                                               generator=torch.Generator().manual_seed(cfg.seed))
+    dev_loaders = {k: torch.utils.data.DataLoader(v, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate)
+                   for k, v in dev_data.items()}
+
+    no_decay = ("bias", "LayerNorm", "norm")
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
+         {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0}],
+        lr=cfg.learning_rate)
+
+    model, optimizer, train_loader, *dev_prepared = accelerator.prepare(model, optimizer, train_loader,
+                                                                        *dev_loaders.values())
+    dev_loaders = dict(zip(dev_loaders, dev_prepared))
+    steps_per_epoch = len(train_loader)  # per process, after prepare() sharded the batches
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    # An accelerate-prepared scheduler advances num_processes times per step(), so its horizon is scaled to match.
+    world = accelerator.num_processes
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps) * world,
+                                                total_steps * world)
+    scheduler = accelerator.prepare(scheduler)
+
+    log(f"[finetune] {cfg.model} on {spec.name}: {len(train_data):,} train examples, "
+        f"{', '.join(f'{len(v):,}' for v in dev_data.values())} dev; {total_steps} steps x {cfg.batch_size} "
+        f"({cfg.epochs:g} epochs), seed {cfg.seed}, precision {accelerator.mixed_precision}")
+
+    step = 0
+    train_seconds = 0.0
+    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)  # summed on device: no per-step sync
+    window_loss = torch.zeros((), device=accelerator.device)
+    window_steps = 0
+    metrics: dict[str, float] = {}
+    epoch_metrics: list[dict[str, float]] = []
+    model.train()
+    for epoch in range(num_epochs):
+        t0 = time.perf_counter()
+        for batch in train_loader:
+            # prepare() already runs the forward under autocast when mixed precision is on.
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += batch["attention_mask"].sum()  # real tokens only; padding is not work we asked for
+            window_loss += loss.detach().float()
+            window_steps += 1
+            if step % cfg.log_every == 0 or step == total_steps:
+                entry = {"train/loss": float(window_loss) / window_steps, "train/lr": scheduler.get_last_lr()[0]}
+                if on_log:
+                    on_log(step, entry)
+                window_loss.zero_()
+                window_steps = 0
+            if step == total_steps:
+                break
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # queued kernels belong to this epoch's training time, not to evaluation
+        train_seconds += time.perf_counter() - t0
+
+        metrics = {}
+        for key, loader in dev_loaders.items():
+            for name, value in _evaluate(model, loader, accelerator, spec).items():
+                metrics[f"{key}_{name}" if key else name] = value
+        epoch_metrics.append(dict(metrics))
+        log(f"[finetune] {spec.name} epoch {epoch + 1}/{num_epochs} step {step}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if on_log:
+            on_log(step, {f"eval/{k}": v for k, v in metrics.items()})
+
+    total_tokens = int(accelerator.reduce(tokens, reduction="sum"))
+    if cfg.save_model:
+        accelerator.wait_for_everyone()
+    if cfg.save_model and accelerator.is_main_process:
+        tmp, final = out / "model.tmp", out / "model"
+        accelerator.unwrap_model(model).save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        replace_dir(tmp, final)
+
+    result = FinetuneResult(task=spec.name, metrics=metrics, train_examples=len(train_data), steps=step,
+                            seconds=time.time() - t_start,
+                            train_tokens_per_s=total_tokens / max(train_seconds, 1e-9), output_dir=str(out))
+    if accelerator.is_main_process:
+        write_json(out / "eval_results.json", {**asdict(result), "config": asdict(cfg), "epoch_metrics": epoch_metrics})
+    return result

@@ -1,0 +1,254 @@
+"""The GLUE tasks of the paper: a task registry, split loading (GLUE TSV root or the hub) and metrics.
+
+Two data sources must give identical examples: the TSV files of the official GLUE download script (offline
+clusters) and the hub dataset `nyu-mll/glue`. So label ids follow the hub's ClassLabel order everywhere, and
+the TSV readers find columns by header name in each file's real layout. WNLI is left out, as in the paper
+(and BERT): its dev set is adversarial to train-set memorisation, see GLUE FAQ 12.
+
+Metrics are computed with scikit-learn / scipy rather than `evaluate.load`, which fetches metric scripts
+from the hub and fails offline. Values are fractions / correlations (report code multiplies by 100).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from stages.common import StageError
+
+
+@dataclass(frozen=True)
+class DevSplit:
+    key: str        # "" for tasks with one dev set; "m" / "mm" for MNLI matched / mismatched
+    tsv_file: str   # file name inside the task folder of a GLUE root
+    hub_split: str  # split name in the hub dataset
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str                               # hub config name and our key: "mnli"
+    folder: str                             # folder inside a GLUE root: "MNLI"
+    label_names: tuple[str, ...] | None     # TSV label strings in hub ClassLabel id order; None = regression
+    dev_splits: tuple[DevSplit, ...]
+    hub_columns: tuple[str, str | None]     # (text_a, text_b) columns of the hub dataset; its label column is "label"
+    tsv_columns: tuple[str | int, str | int | None, str | int]  # (text_a, text_b, label): header names, or indices
+    tsv_header: bool                        # False only for CoLA, whose train/dev files have no header row
+    tsv_width: int | None                   # column count of a headerless file (with a header, the header's width)
+    metrics: tuple[str, ...]                # the first one is the task's primary metric
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+
+@dataclass(frozen=True)
+class Example:
+    text_a: str
+    text_b: str | None
+    label: int | float
+
+
+_ONE_DEV = (DevSplit("", "dev.tsv", "validation"),)
+_BINARY = ("0", "1")
+_NLI2 = ("entailment", "not_entailment")
+
+GLUE_TASKS: dict[str, TaskSpec] = {t.name: t for t in (
+    # CoLA rows: source, label, original judgement ("*" or empty), sentence.
+    TaskSpec("cola", "CoLA", _BINARY, _ONE_DEV, ("sentence", None), (3, None, 1), False, 4, ("mcc",)),
+    TaskSpec("sst2", "SST-2", _BINARY, _ONE_DEV, ("sentence", None), ("sentence", None, "label"), True, None,
+             ("accuracy",)),
+    TaskSpec("mrpc", "MRPC", _BINARY, _ONE_DEV, ("sentence1", "sentence2"), ("#1 String", "#2 String", "Quality"),
+             True, None, ("f1", "accuracy")),
+    TaskSpec("stsb", "STS-B", None, _ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "score"),
+             True, None, ("spearman", "pearson")),
+    TaskSpec("qqp", "QQP", _BINARY, _ONE_DEV, ("question1", "question2"), ("question1", "question2", "is_duplicate"),
+             True, None, ("f1", "accuracy")),
+    TaskSpec("mnli", "MNLI", ("entailment", "neutral", "contradiction"),
+             (DevSplit("m", "dev_matched.tsv", "validation_matched"),
+              DevSplit("mm", "dev_mismatched.tsv", "validation_mismatched")),
+             ("premise", "hypothesis"), ("sentence1", "sentence2", "gold_label"), True, None, ("accuracy",)),
+    TaskSpec("qnli", "QNLI", _NLI2, _ONE_DEV, ("question", "sentence"), ("question", "sentence", "label"), True, None,
+             ("accuracy",)),
+    TaskSpec("rte", "RTE", _NLI2, _ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "label"), True, None,
+             ("accuracy",)),
+)}
+
+
+def get_task(task: str) -> TaskSpec:
+    key = task.lower()
+    if key == "wnli":
+        raise StageError("the paper (like BERT) excludes WNLI: its dev set punishes train-set memorisation and "
+                         "models score below the majority baseline (GLUE FAQ 12); drop 'wnli' from the task list")
+    if key not in GLUE_TASKS:
+        raise StageError(f"unknown GLUE task {task!r}; choose from {', '.join(GLUE_TASKS)}")
+    return GLUE_TASKS[key]
+
+
+def primary_metric(task: str) -> str:
+    return get_task(task).metrics[0]
+
+
+def _dev_split(spec: TaskSpec, split: str) -> DevSplit:
+    for d in spec.dev_splits:
+        if d.key == split:
+            return d
+    keys = ", ".join(repr(d.key) for d in spec.dev_splits)
+    raise StageError(f"{spec.name} has no split {split!r}; use 'train' or a dev split key: {keys}")
+
+
+def _layout_hint(spec: TaskSpec) -> str:
+    files = ", ".join(["train.tsv"] + [d.tsv_file for d in spec.dev_splits])
+    return (f"data_dir must be a GLUE root as the official download script (download_glue_data.py) writes it, "
+            f"with {spec.folder}/ holding {files}; or set data_dir to None to load {spec.name} from the hub")
+
+
+def _parse_label(spec: TaskSpec, raw: str, where: str) -> int | float:
+    if spec.label_names is None:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise StageError(f"{where}: the similarity score {raw!r} is not a number; expected a float from 0 to 5")
+        return value
+    try:
+        return spec.label_names.index(raw.strip())
+    except ValueError:
+        raise StageError(f"{where}: unknown label {raw!r}; expected one of {', '.join(spec.label_names)}") from None
+
+
+def _read_tsv(spec: TaskSpec, path: Path, max_examples: int | None) -> list[Example]:
+    # GLUE's convention is QUOTE_NONE: a quote character is part of the text (e.g. SST-2 and MNLI start
+    # sentences with `"`); the default dialect would swallow whole lines up to the next quote.
+    out: list[Example] = []
+    a_col, b_col, y_col = spec.tsv_columns
+    # utf-8-sig: MRPC's source files begin with a byte-order mark, which would corrupt the first header name.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        width = spec.tsv_width
+        if spec.tsv_header:
+            header = next(reader, None)
+            if header is None:
+                raise StageError(f"{path} is empty; expected a header line and examples ({_layout_hint(spec)})")
+            header = [h.strip() for h in header]
+            wanted = [c for c in (a_col, b_col, y_col) if c is not None]
+            missing = [c for c in wanted if c not in header]
+            if missing:
+                raise StageError(f"{path}: header line lacks column(s) {', '.join(map(repr, missing))}; found "
+                                 f"{header}. Is this the {spec.folder} file of the official GLUE download?")
+            a_col, b_col, y_col = (header.index(c) if c is not None else None for c in (a_col, b_col, y_col))
+            width = len(header)
+        for row in reader:
+            if not row:  # a blank line (e.g. a trailing newline too many) holds no example
+                continue
+            where = f"{path.name} line {reader.line_num} ({path})"
+            if len(row) != width:
+                raise StageError(f"{where}: expected {width} tab-separated columns, found {len(row)}. The file is "
+                                 f"malformed (a known defect of some QQP copies); re-download {spec.folder} or fix "
+                                 "that line")
+            out.append(Example(row[a_col], row[b_col] if b_col is not None else None,
+                               _parse_label(spec, row[y_col], where)))
+            if max_examples is not None and len(out) >= max_examples:
+                break
+    return out
+
+
+def _load_hub(spec: TaskSpec, hub_split: str, hub_dataset: str, max_examples: int | None) -> list[Example]:
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(hub_dataset, spec.name, split=hub_split)
+    except Exception as e:  # offline, unknown dataset, bad cache: all end the same way for the user
+        raise StageError(f"cannot load {hub_dataset!r} config {spec.name!r} split {hub_split!r} from the hub: "
+                         f"{type(e).__name__}: {e}. Offline, set data_dir to a GLUE root in the official TSV "
+                         "layout (CoLA/, SST-2/, ... as download_glue_data.py writes them)") from e
+    if max_examples is not None:
+        ds = ds.select(range(min(max_examples, len(ds))))
+    a_col, b_col = spec.hub_columns
+    missing = [c for c in (a_col, b_col, "label") if c is not None and c not in ds.column_names]
+    if missing:
+        raise StageError(f"hub dataset {hub_dataset!r}/{spec.name} lacks column(s) {missing}; it has "
+                         f"{ds.column_names}. Use nyu-mll/glue or a copy with the same columns")
+    texts_b = ds[b_col] if b_col is not None else [None] * len(ds)
+    cast = float if spec.is_regression else int
+    return [Example(a, b, cast(y)) for a, b, y in zip(ds[a_col], texts_b, ds["label"])]
+
+
+def load_split(task: str, split: str, data_dir: str | None, hub_dataset: str = "nyu-mll/glue",
+               max_examples: int | None = None) -> list[Example]:
+    """Examples of `split` ("train" or a dev key: "" or MNLI's "m"/"mm"), in file order.
+
+    `max_examples` keeps the first N (quick runs and tests); it does not shuffle.
+    """
+    spec = get_task(task)
+    if max_examples is not None and max_examples < 1:
+        raise StageError(f"max_examples must be at least 1 (or None for all), got {max_examples}")
+    if split == "train":
+        tsv_file, hub_split = "train.tsv", "train"
+    else:
+        dev = _dev_split(spec, split)
+        tsv_file, hub_split = dev.tsv_file, dev.hub_split
+    if data_dir is None:
+        examples = _load_hub(spec, hub_split, hub_dataset, max_examples)
+        source = f"hub {hub_dataset}/{spec.name} {hub_split}"
+    else:
+        folder = Path(data_dir) / spec.folder
+        if not folder.is_dir():
+            raise StageError(f"GLUE task folder {folder} does not exist; {_layout_hint(spec)}")
+        path = folder / tsv_file
+        if not path.is_file():
+            raise StageError(f"GLUE file {path} does not exist; {_layout_hint(spec)}")
+        examples = _read_tsv(spec, path, max_examples)
+        source = str(path)
+    if not examples:
+        raise StageError(f"{spec.name} split {split or 'dev'!r} from {source} holds no examples; "
+                         "re-download the task or point data_dir at the full GLUE root")
+    return examples
+
+
+# ----------------------------------------------------------------------------------------------------- metrics
+
+def _is_constant(x: np.ndarray) -> bool:
+    return x.size == 0 or bool(np.all(x == x.flat[0]))
+
+
+def _correlations(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    # A constant vector has no correlation with anything; scipy would warn and return nan, which would
+    # poison mean-over-seeds tables. 0.0 is what a model that learned nothing deserves.
+    from scipy.stats import pearsonr, spearmanr
+
+    if _is_constant(pred) or _is_constant(gold):
+        return {"spearman": 0.0, "pearson": 0.0}
+    return {"spearman": float(spearmanr(pred, gold).statistic), "pearson": float(pearsonr(pred, gold).statistic)}
+
+
+def compute_metrics(task: str, predictions: Sequence | np.ndarray, labels: Sequence | np.ndarray) -> dict[str, float]:
+    """The task's GLUE metrics. `predictions` are class ids (classification) or scores (STS-B)."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    spec = get_task(task)
+    pred, gold = np.asarray(predictions), np.asarray(labels)
+    if pred.shape != gold.shape or pred.ndim != 1 or pred.size == 0:
+        raise StageError(f"compute_metrics({spec.name}): predictions {pred.shape} and labels {gold.shape} must be "
+                         "equal-length, non-empty 1-d arrays (class ids, or scores for stsb; not logits)")
+    if spec.is_regression:
+        return _correlations(pred.astype(np.float64), gold.astype(np.float64))
+    pred, gold = pred.astype(np.int64), gold.astype(np.int64)
+    out: dict[str, float] = {}
+    for name in spec.metrics:
+        if name == "mcc":
+            # MCC's denominator is 0 when either side is constant; sklearn returns 0 but warns on the way.
+            out[name] = 0.0 if _is_constant(pred) or _is_constant(gold) else float(matthews_corrcoef(gold, pred))
+        elif name == "accuracy":
+            out[name] = float(accuracy_score(gold, pred))
+        elif name == "f1":  # F1 of the positive class 1 (duplicate / paraphrase), GLUE's definition
+            out[name] = float(f1_score(gold, pred, labels=[0, 1], pos_label=1, average="binary", zero_division=0.0))
+    return out
