@@ -1,0 +1,136 @@
+"""`xlt`: run, plan, inspect and report a sweep.
+
+    xlt run   [SWEEP.yaml] [key=value ...]   run the sweep, or resume it (finished nodes are skipped)
+    xlt plan  [SWEEP.yaml] [key=value ...]   print the trial graph without running anything
+    xlt status [SWEEP.yaml] [key=value ...]  done / running / failed / pending per node
+    xlt report [SWEEP.yaml] [key=value ...]  Table 2 / Table 7 shaped results, markdown and CSV
+
+Without SWEEP.yaml the embedded default, configs/demo.yaml, is used (a tiny offline end-to-end sweep).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from orchestrator.config import DEFAULT_CONFIG, ConfigError, load_sweep, to_dict
+from orchestrator.graph import build_graph
+from stages.common import StageError, write_json
+
+
+def _load(args):
+    sweep = load_sweep(args.sweep, args.overrides)
+    return sweep, build_graph(sweep)
+
+
+def _ensure_data(sweep) -> None:
+    if sweep.synthetic is not None:
+        from stages.synthetic import generate
+
+        print(f"[data] synthetic world -> {sweep.synthetic.out_dir}")
+        generate(sweep.synthetic)
+
+
+def cmd_plan(args) -> int:
+    sweep, graph = _load(args)
+    kinds = graph.by_kind()
+    print(f"sweep {sweep.name}: {len(graph.nodes)} nodes -> {sweep.output_dir}")
+    for kind, nodes in kinds.items():
+        r = nodes[0].resources
+        print(f"  {kind:<10} {len(nodes):>4} node(s), each {r['cpu']:g} CPU / {r['gpu']:g} GPU")
+    print("\nnodes (parents first):")
+    for n in graph.nodes.values():
+        if n.kind == "finetune":
+            continue
+        print(f"  {n.id:<45} <- {', '.join(n.parents) or '(none)'}")
+    ft = kinds.get("finetune", [])
+    by_parent = Counter(n.parents[0] if n.parents else "(hub model)" for n in ft)
+    for parent, k in by_parent.items():
+        models = sorted({n.model for n in ft if (n.parents[0] if n.parents else "(hub model)") == parent})
+        print(f"  finetune x{k:<3} {', '.join(models):<33} <- {parent}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from orchestrator.runner import node_state
+
+    sweep, graph = _load(args)
+    states = {n: node_state(graph.node_dir(n)) for n in graph.nodes}
+    for kind, nodes in graph.by_kind().items():
+        c = Counter(states[n.id] for n in nodes)
+        print(f"{kind:<10} done {c['done']:>4}  interrupted/running {c['interrupted']:>4}  "
+              f"failed {c['failed']:>4}  pending {c['pending']:>4}")
+    for n, st in states.items():
+        if st in ("failed", "interrupted"):
+            msg = ""
+            f = graph.node_dir(n) / "FAILED"
+            if f.exists():
+                msg = f.read_text().splitlines()[0]
+            print(f"  {st:<11} {n}  {msg}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from orchestrator.report import write_report
+
+    sweep, graph = _load(args)
+    text, folder = write_report(graph)
+    print(text)
+    print(f"(written to {folder})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from orchestrator.report import write_report
+    from orchestrator.sweep import run_sweep
+    from orchestrator.tracking import Tracker
+
+    sweep, graph = _load(args)
+    _ensure_data(sweep)
+    out = Path(sweep.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / "sweep.resolved.json"
+    write_json(resolved, to_dict(sweep))
+    tracker = Tracker(sweep.tracking_uri, f"xlt-{sweep.name}", sweep.artifact_location)
+    sweep_run = tracker.sweep_run(sweep.name, {"config": Path(args.sweep).name, "seed": sweep.seed}, str(resolved))
+    tracker.start(sweep_run)
+    gate = None
+    try:
+        gate = run_sweep(graph, tracker, sweep_run)
+    finally:
+        failed = gate.failed if gate else {"sweep": "interrupted"}
+        tracker.finish(sweep_run, ok=not failed, error=f"{len(failed)} node(s) failed" if failed else None)
+        closed = tracker.close_orphans()
+        if closed:
+            print(f"[sweep] marked {closed} MLflow run(s) of interrupted trials as KILLED")
+    text, folder = write_report(graph)
+    print("\n" + text)
+    print(f"report: {folder}\nMLflow: mlflow ui --backend-store-uri {sweep.tracking_uri}")
+    if gate.failed:
+        print(f"{len(gate.failed)} node(s) failed; see `xlt status {args.sweep}`; rerun to retry them")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xlt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in (("run", cmd_run), ("plan", cmd_plan), ("status", cmd_status), ("report", cmd_report)):
+        p = sub.add_parser(name)
+        p.add_argument("sweep", nargs="?", default=str(DEFAULT_CONFIG))
+        p.add_argument("overrides", nargs="*", help="key=value, e.g. pretrain.max_steps=100")
+        p.set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    if args.sweep and "=" in args.sweep:  # `xlt run a=b`: overrides on the default config
+        args.overrides.insert(0, args.sweep)
+        args.sweep = str(DEFAULT_CONFIG)
+    try:
+        return args.fn(args)
+    except (ConfigError, StageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

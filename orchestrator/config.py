@@ -1,0 +1,339 @@
+"""The sweep configuration: YAML validated strictly into typed dataclasses.
+
+Unknown keys and wrong types are errors that name the dotted key. Command-line overrides
+(`finetune.seeds=[1,2]`, `pretrain.max_steps=100`) are applied to the YAML before validation, so they
+are checked by the same rules. Relative paths are resolved against the directory `xlt` runs in, once,
+in the driver: Ray trials run in other directories.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.corpus import CorpusConfig
+from stages.glue import GLUE_TASKS
+from stages.synthetic import SyntheticConfig
+from stages.transfer import MODES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+TRANSFER_MODES = tuple(m for m in MODES if m != "scratch")
+
+
+class ConfigError(ValueError):
+    """A sweep config that cannot run; the message names the key and what to write instead."""
+
+
+@dataclass
+class Architecture:
+    """Shape of a BERT built from scratch inside the sweep (the demo's source model)."""
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class PretrainSettings:
+    """Continued-pretraining hyperparameters (paper Table 5 defaults)."""
+    learning_rate: float = 5e-5
+    batch_size: int = 128
+    per_device_batch_size: int = 32
+    block_size: int = 128
+    mlm_probability: float = 0.15
+    epochs: float = 1.0
+    max_steps: int | None = None
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_fraction: float = 0.01
+    max_eval_blocks: int = 512
+    eval_every: int = 1000
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    mixed_precision: str = "auto"
+
+
+@dataclass
+class BuildSource:
+    """Pretrain a source model from scratch in the sweep (used when no real one exists, e.g. the demo)."""
+    corpus: str
+    vocab_size: int = 32000
+    architecture: Architecture = field(default_factory=Architecture)
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+
+
+@dataclass
+class Source:
+    """A monolingual source model: a hub id / local folder (`model`), or one built in the sweep (`build`)."""
+    model: str | None = None
+    build: BuildSource | None = None
+    lowercase: bool = False              # casing of this source; the English vocabulary paired with it follows
+    label: str | None = None             # name in the report (default: the key)
+    source_corpus: str | None = None     # rank source rows by counts on this corpus instead of vocab order
+    keep_vocab_size: int | None = 32000  # `keep` mode: first N tokens (null: all of them, as for Dutch)
+    grow_embeddings: bool = False        # frequency modes: new random rows when English has more tokens than the source
+
+
+@dataclass
+class Target:
+    corpus: str
+    vocab_size: int = 32000
+    min_frequency: int = 2
+
+
+@dataclass
+class Experiments:
+    """Which rows of Table 2 to build."""
+    transfer_from: list[str] = field(default_factory=list)   # sources moved to English
+    vocab_modes: list[str] = field(default_factory=lambda: ["keep", "frequency"])
+    direct: list[str] = field(default_factory=list)           # sources fine-tuned directly ([lang], BERT-base)
+    scratch: bool = True                                      # [en][en]: English model from scratch
+    scratch_like: str | None = None                           # source whose architecture [en][en] copies
+    scratch_lowercase: bool = False
+
+
+@dataclass
+class FinetuneSettings:
+    """GLUE fine-tuning (paper Table 5 defaults); data from a GLUE TSV root or the hub."""
+    tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    data_dir: str | None = None
+    hub_dataset: str = "nyu-mll/glue"
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 3.0
+    max_length: int = 128
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    eval_batch_size: int = 128
+    log_every: int = 50
+    save_model: bool = False
+
+
+@dataclass
+class Resources:
+    """What one trial of a kind asks Ray for; `gpu` may be fractional (e.g. 0.25: four fine-tunes per GPU)."""
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass
+class ResourceSettings:
+    tokenizer: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0))
+    pretrain: Resources = field(default_factory=lambda: Resources(cpu=4, gpu=1))
+    finetune: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
+
+
+@dataclass
+class Sweep:
+    name: str
+    corpora: dict[str, CorpusConfig]
+    sources: dict[str, Source]
+    target: Target
+    experiments: Experiments
+    output_dir: str = "runs/{name}"
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_location: str | None = None   # default: `artifacts/` beside the SQLite file
+    seed: int = 0
+    ray_address: str | None = None          # None: start Ray locally, or join the cluster of `ray job submit`
+    max_concurrent_trials: int = 8
+    max_failures: int = 1                   # retries of a crashed trial (it resumes from its checkpoint)
+    log_model_artifacts: bool = False       # upload model folders to MLflow (big); otherwise log their path
+    synthetic: SyntheticConfig | None = None
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
+
+
+# --- strict conversion ----------------------------------------------------------------------------
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} is not a valid {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _convert(v, item, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a mapping; unknown or missing keys are errors naming the key."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]!s}; valid keys here: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {key}")
+    return cls(**kwargs)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """`a.b.c=value` (value parsed as YAML) set into the raw mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. pretrain.max_steps=100)")
+        path, value = item.split("=", 1)
+        node = raw
+        parts = path.strip().split(".")
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a mapping")
+        node[parts[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def _abs(path: str | None, base: Path) -> str | None:
+    if path is None or "://" in path:
+        return path
+    return str((base / Path(path).expanduser()).resolve())
+
+
+def _looks_local(model: str, base: Path) -> bool:
+    return model.startswith((".", "/", "~")) or (base / model).exists()
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None, base_dir: Path | None = None) -> Sweep:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep config {path} does not exist; pass a YAML file such as configs/demo.yaml")
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    raw = apply_overrides(raw, overrides or [])
+    sweep = from_dict(Sweep, raw)
+    validate(sweep)
+    return resolve_paths(sweep, base_dir or Path.cwd())
+
+
+def validate(s: Sweep) -> None:
+    """Cross-field checks: every name refers to something defined, every mode and task exists."""
+    for name, corpus in s.corpora.items():
+        if bool(corpus.files) == bool(corpus.hub_dataset):
+            raise ConfigError(f"corpora.{name}: give either files or hub_dataset, exactly one")
+    if s.target.corpus not in s.corpora:
+        raise ConfigError(f"target.corpus: unknown corpus {s.target.corpus!r}; defined: {', '.join(s.corpora)}")
+    for name, src in s.sources.items():
+        if (src.model is None) == (src.build is None):
+            raise ConfigError(f"sources.{name}: give either model (hub id or folder) or build, exactly one")
+        if src.build and src.build.corpus not in s.corpora:
+            raise ConfigError(f"sources.{name}.build.corpus: unknown corpus {src.build.corpus!r}")
+        if src.source_corpus and src.source_corpus not in s.corpora:
+            raise ConfigError(f"sources.{name}.source_corpus: unknown corpus {src.source_corpus!r}")
+    e = s.experiments
+    for key, names in (("transfer_from", e.transfer_from), ("direct", e.direct)):
+        for n in names:
+            if n not in s.sources:
+                raise ConfigError(f"experiments.{key}: unknown source {n!r}; defined: {', '.join(s.sources)}")
+    for m in e.vocab_modes:
+        if m not in TRANSFER_MODES:
+            raise ConfigError(f"experiments.vocab_modes: unknown vocab mode {m!r}; choose from {', '.join(TRANSFER_MODES)}")
+    if e.scratch:
+        like = e.scratch_like or (e.transfer_from[0] if e.transfer_from else None)
+        if like is None or like not in s.sources:
+            raise ConfigError("experiments.scratch_like: name the source whose architecture the [en][en] model copies")
+    for t in s.finetune.tasks:
+        if t not in GLUE_TASKS:
+            raise ConfigError(f"finetune.tasks: unknown task {t!r}; choose from {', '.join(GLUE_TASKS)}"
+                              + (" (WNLI is excluded, as in the paper)" if t == "wnli" else ""))
+    if not s.finetune.seeds:
+        raise ConfigError("finetune.seeds: give at least one seed")
+    for kind in ("tokenizer", "pretrain", "finetune"):
+        r = getattr(s.resources, kind)
+        if r.cpu <= 0 or r.gpu < 0 or (r.gpu > 1 and r.gpu != int(r.gpu)):
+            raise ConfigError(f"resources.{kind}: cpu must be > 0, gpu a fraction <= 1 or a whole number")
+    for mp in (s.pretrain.mixed_precision, s.finetune.mixed_precision):
+        if mp not in ("auto", "no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision {mp!r}: use auto, no, bf16 or fp16")
+
+
+def resolve_paths(s: Sweep, base: Path) -> Sweep:
+    s.output_dir = _abs(s.output_dir.format(name=s.name), base)
+    if s.tracking_uri.startswith("sqlite:///") and not s.tracking_uri.startswith("sqlite:////"):
+        s.tracking_uri = "sqlite:///" + _abs(s.tracking_uri[len("sqlite:///"):], base)
+    elif "://" not in s.tracking_uri:
+        raise ConfigError(f"tracking_uri {s.tracking_uri!r}: use sqlite:///path/mlflow.db or an http(s):// server "
+                          "(MLflow 3 refuses a plain ./mlruns file store)")
+    if s.artifact_location is None and s.tracking_uri.startswith("sqlite:///"):
+        s.artifact_location = str(Path(s.tracking_uri[len("sqlite:///"):]).parent / "artifacts")
+    else:
+        s.artifact_location = _abs(s.artifact_location, base)
+    s.corpora = {k: dataclasses.replace(c, files=[_abs(f, base) for f in c.files]) for k, c in s.corpora.items()}
+    for src in s.sources.values():
+        if src.model and _looks_local(src.model, base):
+            src.model = _abs(src.model, base)
+    s.finetune.data_dir = _abs(s.finetune.data_dir, base)
+    if s.synthetic is not None:
+        s.synthetic = dataclasses.replace(s.synthetic, out_dir=_abs(s.synthetic.out_dir, base))
+    return s
+
+
+def to_dict(s: Sweep) -> dict:
+    return dataclasses.asdict(s)

@@ -1,0 +1,190 @@
+"""Run one node of the graph, without Ray: markers, stage dispatch, MLflow logging.
+
+Every node writes into its own folder. `DONE` (JSON summary) is written last, only after the stage
+succeeded, so a folder with `DONE` is finished work a rerun may skip; `FAILED` holds the last error;
+`STARTED` says an attempt began (a folder with STARTED and neither of the others was interrupted).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from orchestrator.graph import Graph, Node
+from stages.common import read_json, write_json
+
+DONE, FAILED, STARTED = "DONE", "FAILED", "STARTED"
+
+
+def node_state(node_dir: Path) -> str:
+    if (node_dir / DONE).exists():
+        return "done"
+    if (node_dir / FAILED).exists():
+        return "failed"
+    if (node_dir / STARTED).exists():
+        return "interrupted"
+    return "pending"
+
+
+def done_nodes(graph: Graph) -> set[str]:
+    return {n for n in graph.nodes if node_state(graph.node_dir(n)) == "done"}
+
+
+def read_done(graph: Graph, node_id: str) -> dict | None:
+    p = graph.node_dir(node_id) / DONE
+    return read_json(p) if p.exists() else None
+
+
+def mark_failed(node_dir: Path, message: str) -> None:
+    node_dir.mkdir(parents=True, exist_ok=True)
+    (node_dir / FAILED).write_text(message + "\n")
+
+
+def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
+             report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print) -> dict:
+    """Execute `node`; returns its summary (also written to DONE). Raises on failure after recording it."""
+    d = graph.node_dir(node.id)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / FAILED).unlink(missing_ok=True)
+    write_json(d / STARTED, {"time": time.time(), "host": os.uname().nodename, "pid": os.getpid()})
+    if tracker and run_id:
+        tracker.start(run_id)
+
+    def on_log(step: int, metrics: dict[str, float]) -> None:
+        if tracker and run_id:
+            tracker.log_metrics(run_id, step, metrics)
+        if report:
+            report({**metrics, "step": step})
+
+    t0 = time.time()
+    log(f"[{node.kind}] {node.id}: start")
+    try:
+        fn = {"tokenizer": _tokenizer, "pretrain": _pretrain, "finetune": _finetune}[node.kind]
+        summary = fn(graph, node, d, on_log, threads, tracker, run_id, log)
+    except BaseException as e:
+        msg = f"{type(e).__name__}: {e}"
+        mark_failed(d, msg + "\n\n" + traceback.format_exc())
+        if tracker and run_id:
+            tracker.finish(run_id, ok=False, error=msg)
+        log(f"[{node.kind}] {node.id}: FAILED: {msg}")
+        raise
+    summary = {"node": node.id, "kind": node.kind, "started_at": t0, "finished_at": time.time(),
+               "seconds": time.time() - t0, **summary}
+    write_json(d / DONE, summary)
+    if tracker and run_id:
+        tracker.log_artifact(run_id, d / DONE, "node")
+        tracker.finish(run_id, ok=True)
+    log(f"[{node.kind}] {node.id}: done in {summary['seconds']:.1f}s")
+    return summary
+
+
+def _tokenizer(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.corpus import CorpusConfig
+    from stages.tokenizer import TokenizerConfig, train_tokenizer
+
+    p = node.params
+    res = train_tokenizer(TokenizerConfig(corpus=CorpusConfig(**p["corpus"]), output_dir=str(d / "tokenizer"),
+                                          vocab_size=p["vocab_size"], lowercase=p["lowercase"],
+                                          min_frequency=p["min_frequency"]))
+    on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
+    return {"result": dataclasses.asdict(res)}
+
+
+def _model_dir(graph: Graph, model: str | None, model_node: str | None) -> str:
+    return model if model else str(graph.node_dir(model_node) / "model")
+
+
+def _tokenizer_dir(graph: Graph, node_id: str) -> str:
+    return str(graph.node_dir(node_id) / "tokenizer")
+
+
+def _prepare_init(graph: Graph, node: Node, d: Path, cache_dir: Path, log) -> dict:
+    """Write the model pretraining starts from into `d/init` (once: `.complete` marks it finished)."""
+    from stages.common import set_seed
+    from stages.corpus import CorpusConfig, token_counts, tokenize_to_cache
+    from stages.tokenizer import load_tokenizer
+    from stages.transfer import TransferConfig, transfer
+
+    p, init = node.params, d / "init"
+    if (init / ".complete").exists():
+        return read_json(init / "mapping_report.json") if (init / "mapping_report.json").exists() else {}
+    if p["mode"] == "build":
+        import shutil
+
+        from transformers import BertConfig, BertForMaskedLM
+
+        tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
+        a = p["architecture"]
+        config = BertConfig(vocab_size=len(tok), hidden_size=a["hidden_size"], num_hidden_layers=a["num_layers"],
+                            num_attention_heads=a["num_heads"], intermediate_size=a["intermediate_size"],
+                            max_position_embeddings=a["max_position_embeddings"], pad_token_id=tok.pad_token_id)
+        set_seed(p["seed"])
+        if init.exists():
+            shutil.rmtree(init)
+        BertForMaskedLM(config).save_pretrained(str(init))
+        tok.save_pretrained(str(init))
+        report = {"mode": "build", "vocab_size": len(tok), "architecture": a}
+        write_json(init / "mapping_report.json", report)
+    else:
+        source = _model_dir(graph, p["source_model"], p["source_node"])
+        tok_dir = _tokenizer_dir(graph, p["tokenizer_node"]) if p["tokenizer_node"] else None
+        target_counts = source_counts = None
+        if p["mode"] in ("frequency", "random-map"):
+            tok = load_tokenizer(tok_dir)
+            cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, cache_dir, p["corpus_name"], log=log)
+            target_counts = str(d / "target_counts.npy")
+            np.save(target_counts, token_counts(cache, len(tok)))
+            if p.get("source_corpus"):
+                src_tok = load_tokenizer(source)
+                cache = tokenize_to_cache(CorpusConfig(**p["source_corpus"]), src_tok, cache_dir, "source corpus", log=log)
+                source_counts = str(d / "source_counts.npy")
+                np.save(source_counts, token_counts(cache, len(src_tok)))
+        res = transfer(TransferConfig(source=source, mode=p["mode"], output_dir=str(init), target_tokenizer=tok_dir,
+                                      target_counts=target_counts, source_counts=source_counts,
+                                      keep_vocab_size=p.get("keep_vocab_size"), seed=p["seed"],
+                                      grow_embeddings=p.get("grow_embeddings", False)))
+        report = read_json(res.report_path)
+        log(f"[transfer] {node.id}: {res.mode}, vocab {res.vocab_size}, {res.identity_count} strings map to themselves")
+    (init / ".complete").write_text("")
+    return report
+
+
+def _pretrain(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.corpus import CorpusConfig
+    from stages.pretrain import PretrainConfig, pretrain
+
+    p = node.params
+    cache_dir = Path(graph.sweep.output_dir) / "cache"
+    report = _prepare_init(graph, node, d, cache_dir, log)
+    if tracker and run_id:
+        tracker.log_artifact(run_id, d / "init" / "mapping_report.json", "transfer")
+        tracker.set_tags(run_id, {"xlt.identity_count": report.get("identity_count", "-")})
+    res = pretrain(PretrainConfig(init_model=str(d / "init"), corpus=CorpusConfig(**p["corpus"]), output_dir=str(d),
+                                  cache_dir=str(cache_dir), seed=p["seed"], num_threads=threads, **p["settings"]),
+                   on_log=on_log, log=log)
+    if tracker and run_id:
+        tracker.set_tags(run_id, {"xlt.model_dir": res.model_dir})
+        if graph.sweep.log_model_artifacts:
+            tracker.log_artifact(run_id, res.model_dir, "model")
+        tracker.log_artifact(run_id, d / "pretrain_result.json", "node")
+    return {"result": dataclasses.asdict(res), "model_dir": res.model_dir}
+
+
+def _finetune(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.finetune import FinetuneConfig, finetune
+
+    p = node.params
+    model = _model_dir(graph, p["model"], p["model_node"])
+    res = finetune(FinetuneConfig(model=model, task=p["task"], output_dir=str(d), seed=p["seed"], num_threads=threads,
+                                  **p["settings"]), on_log=on_log)
+    on_log(res.steps, {f"final/{k}": v for k, v in res.metrics.items()})
+    if tracker and run_id:
+        tracker.log_artifact(run_id, d / "eval_results.json", "eval")
+    log(f"[finetune] {node.id}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
+    return {"result": dataclasses.asdict(res), "metrics": res.metrics, "task": p["task"], "seed": p["seed"],
+            "model": node.model}

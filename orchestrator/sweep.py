@@ -1,0 +1,116 @@
+"""The sweep on Ray Tune: one Tuner, one trial per node, gated so a child starts as soon as its parent is done.
+
+Tune has no trial dependencies. `GatedSearcher` hands Tune a node whose parents are all finished, returns
+None while the rest waits, and FINISHED once nothing is left; `on_trial_complete` releases the children
+or fails them with a message naming the parent. Each `xlt run` starts a fresh Tuner over the nodes that
+are not DONE yet (Tune saves FINISHED with an experiment, so a restored one would never emit them):
+finished nodes are skipped, interrupted ones resume from their own checkpoints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from ray import tune
+from ray.tune.search import Searcher
+
+from orchestrator.gating import Gate
+from orchestrator.graph import Graph, Node
+from orchestrator.runner import done_nodes, mark_failed, node_state, run_node
+
+
+def _node_to_config(node: Node) -> dict:
+    return dataclasses.asdict(node)
+
+
+def _node_from_config(d: dict) -> Node:
+    return Node(**{**d, "parents": tuple(d["parents"]), "row": tuple(d["row"]) if d["row"] else None})
+
+
+class GatedSearcher(Searcher):
+    def __init__(self, gate: Gate, graph: Graph, tracker, sweep_run_id: str, has_gpu: bool, log=print):
+        super().__init__(metric=None, mode=None)
+        self.gate, self.graph, self.tracker, self.sweep_run_id = gate, graph, tracker, sweep_run_id
+        self.has_gpu, self.log = has_gpu, log
+        self.trial_nodes: dict[str, str] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str):
+        node_id = self.gate.next_ready()
+        if node_id is None:
+            return Searcher.FINISHED if self.gate.finished() else None
+        node = self.graph.nodes[node_id]
+        resources = dict(node.resources)
+        if not self.has_gpu:  # CPU-only cluster: a GPU request would wait forever
+            resources["gpu"] = 0
+        self.trial_nodes[trial_id] = node_id
+        run_id = self.tracker.node_run(node, self.sweep_run_id) if self.tracker else None
+        return {"node_id": node_id, "node": _node_to_config(node), "resources": resources, "run_id": run_id,
+                "tracking_uri": self.tracker.uri if self.tracker else None,
+                "experiment_id": self.tracker.experiment_id if self.tracker else None,
+                "sweep": dataclasses.asdict(self.graph.sweep)}
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        node_id = self.trial_nodes.get(trial_id)
+        if node_id is None:
+            return
+        ok = not error and node_state(self.graph.node_dir(node_id)) == "done"
+        blocked = self.gate.complete(node_id, ok, None if ok else "trial failed")
+        for child, reason in blocked.items():
+            mark_failed(self.graph.node_dir(child), reason)
+            if self.tracker:
+                run_id = self.tracker.node_run(self.graph.nodes[child], self.sweep_run_id)
+                self.tracker.finish(run_id, ok=False, error=reason)
+        if blocked:
+            self.log(f"[sweep] {node_id} failed: {len(blocked)} dependent node(s) not run")
+
+
+def _trial(config: dict) -> None:
+    """One Tune trial = one node, run in a Ray worker."""
+    from orchestrator.config import Sweep, from_dict
+    from orchestrator.graph import Graph
+    from orchestrator.tracking import Tracker
+
+    sweep = from_dict(Sweep, config["sweep"])
+    graph = Graph(sweep)
+    node = _node_from_config(config["node"])
+    graph.nodes[node.id] = node
+    tracker = Tracker.for_worker(config["tracking_uri"], config["experiment_id"]) if config["run_id"] else None
+    threads = max(1, int(config["resources"]["cpu"]))
+    summary = run_node(graph, node, tracker, config["run_id"], report=tune.report, threads=threads)
+    final = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    tune.report({"done": 1, "seconds": summary["seconds"], **final})
+
+
+def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=print) -> Gate:
+    import ray
+
+    s = graph.sweep
+    gate = Gate(graph, done_nodes(graph))
+    todo = len(gate.pending)
+    log(f"[sweep] {s.name}: {len(graph.nodes)} nodes, {len(gate.done)} already done, {todo} to run")
+    if gate.finished():
+        return gate
+    if not ray.is_initialized():
+        ray.init(address=s.ray_address, include_dashboard=False, ignore_reinit_error=True,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    if not has_gpu and any(n.resources["gpu"] for n in graph.nodes.values()):
+        log("[sweep] no GPU in the Ray cluster: trials run on CPU only")
+    searcher = GatedSearcher(gate, graph, tracker, sweep_run_id, has_gpu, log=log)
+    trainable = tune.with_resources(_trial, lambda cfg: {"cpu": cfg["resources"]["cpu"], "gpu": cfg["resources"]["gpu"]})
+    name = time.strftime("run-%Y%m%d-%H%M%S")
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                    max_concurrent_trials=s.max_concurrent_trials, reuse_actors=True,
+                                    trial_name_creator=lambda t: t.config["node_id"].replace("/", ":"),
+                                    trial_dirname_creator=lambda t: t.config["node_id"].replace("/", "_")),
+        run_config=tune.RunConfig(name=name, storage_path=str(Path(s.output_dir) / "tune"),
+                                  failure_config=tune.FailureConfig(max_failures=s.max_failures), verbose=1),
+    )
+    tuner.fit()
+    return gate

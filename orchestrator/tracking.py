@@ -1,0 +1,126 @@
+"""MLflow bookkeeping (the only module that imports mlflow).
+
+One experiment per sweep, one parent run per sweep, one child run per node. Runs are found by tags
+(`xlt.sweep`, `xlt.node_id`), never by remembering ids, so retries, reruns and a restarted driver reuse
+the run they had instead of adding duplicates. Runs are created in the driver (SQLite must not see
+concurrent schema work) and trials only log to the run id they are given.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+NODE_TAG, SWEEP_TAG, KIND_TAG = "xlt.node_id", "xlt.sweep", "xlt.kind"
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_LEN = 6000
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:MAX_PARAM_LEN]
+    return out
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None):
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            # An absolute artifact root: trials run in other directories than the driver.
+            loc = Path(artifact_location).resolve().as_uri() if artifact_location and "://" not in artifact_location \
+                else artifact_location
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
+        else:
+            self.experiment_id = exp.experiment_id
+
+    @classmethod
+    def for_worker(cls, tracking_uri: str, experiment_id: str) -> "Tracker":
+        self = cls.__new__(cls)
+        self.uri, self.client, self.experiment_id = tracking_uri, MlflowClient(tracking_uri), experiment_id
+        return self
+
+    def _find(self, tag: str, value: str):
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
+                                       max_results=2, order_by=["attributes.start_time ASC"])
+        return runs[0] if runs else None
+
+    def sweep_run(self, sweep_name: str, params: dict, config_file: str | None = None) -> str:
+        run = self._find(SWEEP_TAG, sweep_name)
+        if run is None:
+            run = self.client.create_run(self.experiment_id, run_name=sweep_name,
+                                         tags={SWEEP_TAG: sweep_name, KIND_TAG: "sweep"})
+        self._log_params(run.info.run_id, params)
+        if config_file:
+            self.client.log_artifact(run.info.run_id, config_file)
+        return run.info.run_id
+
+    def node_run(self, node, sweep_run_id: str) -> str:
+        """The node's run, created on first use; params are logged once (MLflow params are immutable)."""
+        run = self._find(NODE_TAG, node.id)
+        if run is not None:
+            return run.info.run_id
+        tags = {NODE_TAG: node.id, KIND_TAG: node.kind, PARENT_TAG: sweep_run_id,
+                "xlt.parents": ",".join(node.parents) or "-"}
+        if node.model:
+            tags["xlt.model"] = node.model
+        if node.row:
+            tags["xlt.lang"], tags["xlt.vocab"] = node.row
+        run = self.client.create_run(self.experiment_id, run_name=node.id, tags=tags)
+        self._log_params(run.info.run_id, {k: v for k, v in node.params.items() if k != "corpus"}
+                         | {"resources": node.resources})
+        return run.info.run_id
+
+    def _log_params(self, run_id: str, params: dict) -> None:
+        existing = self.client.get_run(run_id).data.params
+        new = [Param(k, v) for k, v in _flatten(params).items() if k not in existing]
+        for i in range(0, len(new), 100):
+            self.client.log_batch(run_id, params=new[i:i + 100])
+
+    def start(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, "xlt.host", os.uname().nodename)
+
+    def log_metrics(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()
+                                               if v == v])  # NaN (e.g. no held-out set) is not logged
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        p = Path(path)
+        if p.is_dir():
+            self.client.log_artifacts(run_id, str(p), artifact_path)
+        elif p.exists():
+            self.client.log_artifact(run_id, str(p), artifact_path)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def finish(self, run_id: str, ok: bool, error: str | None = None) -> None:
+        if error:
+            self.set_tags(run_id, {"xlt.error": error})
+        self.client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+
+    def runs(self) -> list:
+        return self.client.search_runs([self.experiment_id], max_results=10000)
+
+    def close_orphans(self) -> int:
+        """Runs still RUNNING when the driver ends belong to trials that died with it: mark them KILLED."""
+        n = 0
+        for run in self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                           max_results=10000):
+            if run.data.tags.get(KIND_TAG) != "sweep":
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                n += 1
+        return n

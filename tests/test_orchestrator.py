@@ -1,0 +1,152 @@
+"""Sweep config validation, the trial graph, and dependency gating as plain objects (no Ray started)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_sweep
+from orchestrator.gating import Gate
+from orchestrator.graph import build_graph
+
+PAPER = REPO_ROOT / "configs" / "paper.yaml"
+
+
+def write_cfg(tmp_path: Path, mutate) -> Path:
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    mutate(raw)
+    p = tmp_path / "sweep.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def test_demo_graph_shape_and_dependencies(tmp_path):
+    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    kinds = g.by_kind()
+    assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "pretrain": 5, "finetune": 5 * 3 * 2}
+    n = g.nodes
+    assert n["pretrain/S"].parents == ("tokenizer/S-1000-cased",)
+    assert set(n["pretrain/S-to-en-frequency"].parents) == {"pretrain/S", "tokenizer/en-1000-cased"}
+    assert n["pretrain/S-to-en-keep"].parents == ("pretrain/S",)  # keep needs no English vocabulary
+    assert n["pretrain/en-scratch"].parents == ("tokenizer/en-1000-cased",)  # architecture from config, no wait
+    assert n["finetune/S/cola/seed1"].parents == ("pretrain/S",)  # direct fine-tuning of the source
+    assert n["finetune/S-to-en-random-map/rte/seed2"].parents == ("pretrain/S-to-en-random-map",)
+    assert n["finetune/S-to-en-keep/sst2/seed1"].row == ("S→en", "S")
+    # plan order: every node after its parents
+    pos = {nid: i for i, nid in enumerate(n)}
+    assert all(pos[p] < pos[nid] for nid, node in n.items() for p in node.parents)
+    # paths are absolute (Ray trials run in other directories)
+    assert Path(g.sweep.output_dir).is_absolute() and g.sweep.tracking_uri.startswith("sqlite:////")
+
+
+def test_paper_graph_matches_the_study(tmp_path):
+    g = build_graph(load_sweep(PAPER, base_dir=tmp_path))
+    kinds = g.by_kind()
+    # English vocabularies: cased (sv, nl, fi) and uncased (AraBERTs); [en][en] uses the cased one.
+    assert sorted(n.id for n in kinds["tokenizer"]) == ["tokenizer/en-32000-cased", "tokenizer/en-32000-uncased"]
+    assert len(kinds["pretrain"]) == 5 * 3 + 1
+    models = {n.model for n in kinds["finetune"]}
+    assert len(models) == 15 + 1 + 6 and len(kinds["finetune"]) == 22 * 8 * 5
+    assert g.nodes["pretrain/ar1-to-en-frequency"].parents == ("tokenizer/en-32000-uncased",)
+    assert g.nodes["finetune/bert-base/mnli/seed3"].parents == ()  # hub model: ready at once
+    assert g.nodes["pretrain/sv-to-en-keep"].params["keep_vocab_size"] == 32000
+    assert g.nodes["pretrain/nl-to-en-keep"].params["keep_vocab_size"] is None
+    assert g.nodes["pretrain/sv-to-en-frequency"].resources == {"cpu": 8, "gpu": 1}
+    assert g.nodes["finetune/sv/cola/seed1"].resources == {"cpu": 2, "gpu": 0.25}
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["pretrain"].update(max_stepz=3), "unknown key pretrain.max_stepz"),
+    (lambda r: r.update(colour="red"), "unknown key colour"),
+    (lambda r: r["finetune"].update(seeds="1,2"), "finetune.seeds: expected a list"),
+    (lambda r: r["pretrain"].update(max_steps="many"), "pretrain.max_steps"),
+    (lambda r: r["finetune"].update(save_model=1), "finetune.save_model: expected true or false"),
+    (lambda r: r["finetune"].update(tasks=["cola", "sts"]), "unknown task 'sts'"),
+    (lambda r: r["finetune"].update(tasks=["wnli"]), "WNLI is excluded"),
+    (lambda r: r["experiments"].update(vocab_modes=["frequency", "alphabetical"]), "unknown vocab mode 'alphabetical'"),
+    (lambda r: r["experiments"].update(direct=["SV"]), "experiments.direct: unknown source 'SV'"),
+    (lambda r: r["target"].update(corpus="wiki"), "target.corpus: unknown corpus 'wiki'"),
+    (lambda r: r.update(tracking_uri="./mlruns"), "MLflow 3 refuses"),
+    (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
+    (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune"),
+])
+def test_bad_config_errors_name_the_key(tmp_path, mutate, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_sweep(write_cfg(tmp_path, mutate), base_dir=tmp_path)
+
+
+def test_overrides_are_validated_like_yaml(tmp_path):
+    s = load_sweep(DEFAULT_CONFIG, ["finetune.seeds=[7]", "pretrain.max_steps=5", "name=x"], base_dir=tmp_path)
+    assert s.finetune.seeds == [7] and s.pretrain.max_steps == 5 and s.output_dir == str(tmp_path / "runs" / "demo")
+    with pytest.raises(ConfigError, match="unknown key pretrain.lr"):
+        load_sweep(DEFAULT_CONFIG, ["pretrain.lr=1"], base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_sweep(DEFAULT_CONFIG, ["pretrain.max_steps"], base_dir=tmp_path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_sweep(tmp_path / "nope.yaml")
+
+
+def _drain(gate: Gate) -> list[str]:
+    out = []
+    while (nid := gate.next_ready()) is not None:
+        out.append(nid)
+    return out
+
+
+def test_gate_releases_children_only_after_parents(tmp_path):
+    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    gate = Gate(g, done=set())
+    first = _drain(gate)
+    assert sorted(first) == ["tokenizer/S-1000-cased", "tokenizer/en-1000-cased"]
+    gate.complete("tokenizer/en-1000-cased", ok=True)
+    assert _drain(gate) == ["pretrain/en-scratch"]  # the only node waiting on the English vocabulary alone
+    gate.complete("tokenizer/S-1000-cased", ok=True)
+    assert _drain(gate) == ["pretrain/S"]
+    gate.complete("pretrain/S", ok=True)
+    released = _drain(gate)
+    # pretraining nodes are handed out before the fine-tunes that became ready at the same time
+    assert released[:3] == ["pretrain/S-to-en-frequency", "pretrain/S-to-en-random-map", "pretrain/S-to-en-keep"]
+    assert sorted(released[3:]) == sorted(n for n in g.nodes if n.startswith("finetune/S/"))
+    assert not gate.finished()
+
+
+def test_gate_fails_descendants_and_skips_done(tmp_path):
+    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    done = {"tokenizer/S-1000-cased", "tokenizer/en-1000-cased", "pretrain/en-scratch"}
+    gate = Gate(g, done=done)
+    scratch_ft = [n for n in g.nodes if n.startswith("finetune/en-scratch/")]
+    assert _drain(gate) == ["pretrain/S", *scratch_ft]  # done nodes are not handed out again
+    blocked = gate.complete("pretrain/S", ok=False, error="boom")
+    assert len(blocked) == 3 + 3 * 3 * 2 + 3 * 2  # 3 transfers, their fine-tunes, the direct fine-tunes
+    assert all(reason == "not run: its parent pretrain/S failed" for reason in blocked.values())
+    assert gate.pending == [] and gate.in_flight == set(scratch_ft)
+    assert not gate.finished()
+    for n in scratch_ft:
+        gate.complete(n, ok=True)
+    assert gate.finished() and set(gate.failed) == {"pretrain/S", *blocked}
+
+
+def test_searcher_as_plain_object(tmp_path):
+    from ray.tune.search import Searcher
+
+    from orchestrator.sweep import GatedSearcher
+
+    g = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.tasks=[cola]", "finetune.seeds=[1]",
+                                                "experiments.vocab_modes=[keep]", "experiments.scratch=false"],
+                               base_dir=tmp_path))
+    searcher = GatedSearcher(Gate(g, set()), g, tracker=None, sweep_run_id=None, has_gpu=False, log=lambda *_: None)
+    a = searcher.suggest("t1")
+    assert a["node_id"] == "tokenizer/S-1000-cased" and a["resources"] == {"cpu": 1.0, "gpu": 0}
+    assert searcher.suggest("t2") is None  # everything else waits on the tokenizer
+    (g.node_dir(a["node_id"])).mkdir(parents=True)
+    (g.node_dir(a["node_id"]) / "DONE").write_text("{}")
+    searcher.on_trial_complete("t1", result={"done": 1})
+    b = searcher.suggest("t3")
+    assert b["node_id"] == "pretrain/S"
+    searcher.on_trial_complete("t3", error=True)  # no DONE marker: failed; its children are failed with it
+    assert (g.node_dir("pretrain/S-to-en-keep") / "FAILED").read_text().startswith("not run: its parent pretrain/S")
+    assert searcher.suggest("t4") == Searcher.FINISHED
