@@ -83,14 +83,12 @@ def cmd_report(args) -> int:
 
 def cmd_run(args) -> int:
     from orchestrator.report import write_report
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep import resolved_sweep_file, run_sweep
     from orchestrator.tracking import Tracker
 
     sweep, graph = _load(args)
     _ensure_data(sweep)
-    out = Path(sweep.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = out / "sweep.resolved.json"
+    resolved = resolved_sweep_file(sweep)
     write_json(resolved, to_dict(sweep))
     tracker = Tracker(sweep.tracking_uri, f"xlt-{sweep.name}", sweep.artifact_location)
     sweep_run = tracker.sweep_run(sweep.name, {"config": Path(args.sweep).name, "seed": sweep.seed}, str(resolved))

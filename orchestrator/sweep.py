@@ -16,16 +16,14 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from orchestrator.gating import Gate
-from orchestrator.graph import Graph, Node
+from orchestrator.graph import Graph
 from orchestrator.runner import done_nodes, mark_failed, node_state, run_node
+from stages.common import write_json
 
 
-def _node_to_config(node: Node) -> dict:
-    return dataclasses.asdict(node)
-
-
-def _node_from_config(d: dict) -> Node:
-    return Node(**{**d, "parents": tuple(d["parents"]), "row": tuple(d["row"]) if d["row"] else None})
+def resolved_sweep_file(sweep) -> Path:
+    """The validated, path-resolved config of a sweep, written by the driver for its trials."""
+    return Path(sweep.output_dir) / "sweep.resolved.json"
 
 
 class GatedSearcher(Searcher):
@@ -48,10 +46,11 @@ class GatedSearcher(Searcher):
             resources["gpu"] = 0
         self.trial_nodes[trial_id] = node_id
         run_id = self.tracker.node_run(node, self.sweep_run_id) if self.tracker else None
-        return {"node_id": node_id, "node": _node_to_config(node), "resources": resources, "run_id": run_id,
+        # Kept small (Tune prints it per trial): the worker rebuilds the node from the resolved sweep file.
+        return {"node_id": node_id, "resources": resources, "run_id": run_id,
                 "tracking_uri": self.tracker.uri if self.tracker else None,
                 "experiment_id": self.tracker.experiment_id if self.tracker else None,
-                "sweep": dataclasses.asdict(self.graph.sweep)}
+                "sweep_file": str(resolved_sweep_file(self.graph.sweep))}
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         node_id = self.trial_nodes.get(trial_id)
@@ -71,13 +70,12 @@ class GatedSearcher(Searcher):
 def _trial(config: dict) -> None:
     """One Tune trial = one node, run in a Ray worker."""
     from orchestrator.config import Sweep, from_dict
-    from orchestrator.graph import Graph
+    from orchestrator.graph import build_graph
     from orchestrator.tracking import Tracker
+    from stages.common import read_json
 
-    sweep = from_dict(Sweep, config["sweep"])
-    graph = Graph(sweep)
-    node = _node_from_config(config["node"])
-    graph.nodes[node.id] = node
+    graph = build_graph(from_dict(Sweep, read_json(config["sweep_file"])))
+    node = graph.nodes[config["node_id"]]
     tracker = Tracker.for_worker(config["tracking_uri"], config["experiment_id"]) if config["run_id"] else None
     threads = max(1, int(config["resources"]["cpu"]))
     summary = run_node(graph, node, tracker, config["run_id"], report=tune.report, threads=threads)
@@ -89,6 +87,7 @@ def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=p
     import ray
 
     s = graph.sweep
+    write_json(resolved_sweep_file(s), dataclasses.asdict(s))
     gate = Gate(graph, done_nodes(graph))
     todo = len(gate.pending)
     log(f"[sweep] {s.name}: {len(graph.nodes)} nodes, {len(gate.done)} already done, {todo} to run")
