@@ -150,3 +150,22 @@ def test_searcher_as_plain_object(tmp_path):
     searcher.on_trial_complete("t3", error=True)  # no DONE marker: failed; its children are failed with it
     assert (g.node_dir("pretrain/S-to-en-keep") / "FAILED").read_text().startswith("not run: its parent pretrain/S")
     assert searcher.suggest("t4") == Searcher.FINISHED
+
+
+def test_sweep_settings_are_stage_config_fields_with_the_same_defaults():
+    """The sweep-level sections are passed to the stage configs as **kwargs: they must not drift apart."""
+    import dataclasses
+
+    from orchestrator.config import FinetuneSettings, PretrainSettings
+    from stages.finetune import FinetuneConfig
+    from stages.pretrain import PretrainConfig
+
+    for settings, stage, sweep_only in ((PretrainSettings, PretrainConfig, set()),
+                                        (FinetuneSettings, FinetuneConfig, {"tasks", "seeds"})):
+        stage_fields = {f.name: f for f in dataclasses.fields(stage)}
+        for f in dataclasses.fields(settings):
+            if f.name in sweep_only:
+                continue
+            assert f.name in stage_fields, f"{settings.__name__}.{f.name} is not a {stage.__name__} field"
+            if f.name not in ("eval_every", "checkpoint_every"):  # sweep defaults sized for long real runs
+                assert f.default == stage_fields[f.name].default, f"{settings.__name__}.{f.name} default differs"
