@@ -56,11 +56,11 @@ def cmd_status(args) -> int:
     from orchestrator.runner import node_state
 
     sweep, graph = _load(args)
-    states = {n: node_state(graph.node_dir(n)) for n in graph.nodes}
+    states = {n: node_state(graph, n) for n in graph.nodes}
     for kind, nodes in graph.by_kind().items():
         c = Counter(states[n.id] for n in nodes)
         print(f"{kind:<10} done {c['done']:>4}  interrupted/running {c['interrupted']:>4}  "
-              f"failed {c['failed']:>4}  pending {c['pending']:>4}")
+              f"failed {c['failed']:>4}  pending {c['pending']:>4}  stale {c['stale']:>4}")
     for n, st in states.items():
         if st in ("failed", "interrupted"):
             msg = ""
@@ -86,8 +86,9 @@ def cmd_run(args) -> int:
     from orchestrator.sweep import resolved_sweep_file, run_sweep
     from orchestrator.tracking import Tracker
 
-    sweep, graph = _load(args)
-    _ensure_data(sweep)
+    sweep = load_sweep(args.sweep, args.overrides)
+    _ensure_data(sweep)  # before the graph: node hashes include the data files' stamps
+    graph = build_graph(sweep)
     resolved = resolved_sweep_file(sweep)
     write_json(resolved, to_dict(sweep))
     tracker = Tracker(sweep.tracking_uri, f"xlt-{sweep.name}", sweep.artifact_location)

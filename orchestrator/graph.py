@@ -7,6 +7,8 @@ task, one seed, one model). Every node writes to `<output_dir>/<node id>/`, so r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,10 @@ class Node:
     resources: dict       # {"cpu": x, "gpu": y} for Ray
     model: str | None = None   # for pretrain/finetune: the model key (row of Table 2)
     row: tuple[str, str] | None = None  # (Lang, Vocab) as in the paper's tables
+    # Fingerprint of everything that decides the node's output: its params, its local data files and its
+    # parents' hashes. A DONE marker counts only for the same hash, so a changed setting re-runs the node
+    # and everything downstream of it instead of silently reusing results made with the old one.
+    hash: str = ""
 
 
 @dataclass
@@ -155,4 +161,28 @@ def build_graph(s: Sweep) -> Graph:
         return depth[nid]
 
     g.nodes = dict(sorted(g.nodes.items(), key=lambda kv: (d(kv[0]), KIND_ORDER[kv[1].kind], order[kv[0]])))
+    for nid, node in g.nodes.items():  # parents come first, so their hashes are ready
+        g.nodes[nid] = dataclasses.replace(node, hash=_node_hash(node, [g.nodes[p].hash for p in node.parents]))
     return g
+
+
+def _data_stamp(params: dict) -> list:
+    """Sizes and modification times of the local data a node reads (a regenerated file changes it)."""
+    from stages.corpus import CorpusConfig
+    from stages.glue import GLUE_TASKS
+
+    stamp = []
+    for key in ("corpus", "source_corpus"):
+        if params.get(key):
+            stamp.append(CorpusConfig(**params[key]).fingerprint())
+    data_dir = (params.get("settings") or {}).get("data_dir")
+    if data_dir and params.get("task") in GLUE_TASKS:
+        folder = Path(data_dir) / GLUE_TASKS[params["task"]].folder
+        stamp += [[f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in sorted(folder.glob("*.tsv"))]
+    return stamp
+
+
+def _node_hash(node: Node, parent_hashes: list[str]) -> str:
+    blob = json.dumps({"kind": node.kind, "params": node.params, "data": _data_stamp(node.params),
+                       "parents": parent_hashes}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -18,38 +19,58 @@ import numpy as np
 from orchestrator.graph import Graph, Node
 from stages.common import read_json, write_json
 
-DONE, FAILED, STARTED = "DONE", "FAILED", "STARTED"
+DONE, FAILED, STARTED, SETTINGS = "DONE", "FAILED", "STARTED", "settings.json"
 
 
-def node_state(node_dir: Path) -> str:
-    if (node_dir / DONE).exists():
+def _folder_hash(node_dir: Path) -> str | None:
+    p = node_dir / SETTINGS
+    return read_json(p).get("hash") if p.exists() else None
+
+
+def node_state(graph: Graph, node_id: str) -> str:
+    """done | failed | interrupted | pending, or stale: the folder holds work made with other settings."""
+    d = graph.node_dir(node_id)
+    if not d.exists() or not any(d.iterdir()):
+        return "pending"
+    if _folder_hash(d) != graph.nodes[node_id].hash:
+        return "stale"
+    if (d / DONE).exists():
         return "done"
-    if (node_dir / FAILED).exists():
+    if (d / FAILED).exists():
         return "failed"
-    if (node_dir / STARTED).exists():
+    if (d / STARTED).exists():
         return "interrupted"
     return "pending"
 
 
 def done_nodes(graph: Graph) -> set[str]:
-    return {n for n in graph.nodes if node_state(graph.node_dir(n)) == "done"}
+    return {n for n in graph.nodes if node_state(graph, n) == "done"}
 
 
 def read_done(graph: Graph, node_id: str) -> dict | None:
-    p = graph.node_dir(node_id) / DONE
-    return read_json(p) if p.exists() else None
+    """The node's summary, only if it was finished with the current settings."""
+    return read_json(graph.node_dir(node_id) / DONE) if node_state(graph, node_id) == "done" else None
 
 
-def mark_failed(node_dir: Path, message: str) -> None:
-    node_dir.mkdir(parents=True, exist_ok=True)
-    (node_dir / FAILED).write_text(message + "\n")
+def mark_failed(graph: Graph, node_id: str, message: str) -> None:
+    d = graph.node_dir(node_id)
+    d.mkdir(parents=True, exist_ok=True)
+    if _folder_hash(d) != graph.nodes[node_id].hash:
+        write_json(d / SETTINGS, {"hash": graph.nodes[node_id].hash})
+    (d / FAILED).write_text(message + "\n")
 
 
 def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
              report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print) -> dict:
     """Execute `node`; returns its summary (also written to DONE). Raises on failure after recording it."""
     d = graph.node_dir(node.id)
+    if d.exists() and _folder_hash(d) != node.hash:
+        # Checkpoints and results of other settings must not leak into this run (a resumed optimizer,
+        # a cached init): start over. Their MLflow run stays, under the old hash.
+        log(f"[{node.kind}] {node.id}: settings changed since the last run; starting this node over")
+        shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
+    write_json(d / SETTINGS, {"hash": node.hash, "params": node.params, "parents": list(node.parents)})
     (d / FAILED).unlink(missing_ok=True)
     write_json(d / STARTED, {"time": time.time(), "host": os.uname().nodename, "pid": os.getpid()})
     if tracker and run_id:
@@ -68,7 +89,7 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
         summary = fn(graph, node, d, on_log, threads, tracker, run_id, log)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
-        mark_failed(d, msg + "\n\n" + traceback.format_exc())
+        mark_failed(graph, node.id, msg + "\n\n" + traceback.format_exc())
         if tracker and run_id:
             tracker.finish(run_id, ok=False, error=msg)
         log(f"[{node.kind}] {node.id}: FAILED: {msg}")

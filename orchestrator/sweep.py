@@ -56,10 +56,10 @@ class GatedSearcher(Searcher):
         node_id = self.trial_nodes.get(trial_id)
         if node_id is None:
             return
-        ok = not error and node_state(self.graph.node_dir(node_id)) == "done"
+        ok = not error and node_state(self.graph, node_id) == "done"
         blocked = self.gate.complete(node_id, ok, None if ok else "trial failed")
         for child, reason in blocked.items():
-            mark_failed(self.graph.node_dir(child), reason)
+            mark_failed(self.graph, child, reason)
             if self.tracker:
                 run_id = self.tracker.node_run(self.graph.nodes[child], self.sweep_run_id)
                 self.tracker.finish(run_id, ok=False, error=reason)

@@ -14,7 +14,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-NODE_TAG, SWEEP_TAG, KIND_TAG = "xlt.node_id", "xlt.sweep", "xlt.kind"
+NODE_TAG, SWEEP_TAG, KIND_TAG, HASH_TAG = "xlt.node_id", "xlt.sweep", "xlt.kind", "xlt.node_hash"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000
 
@@ -51,13 +51,14 @@ class Tracker:
         self.uri, self.client, self.experiment_id = tracking_uri, MlflowClient(tracking_uri), experiment_id
         return self
 
-    def _find(self, tag: str, value: str):
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
-                                       max_results=2, order_by=["attributes.start_time ASC"])
+    def _find(self, tags: dict[str, str]):
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=2,
+                                       order_by=["attributes.start_time ASC"])
         return runs[0] if runs else None
 
     def sweep_run(self, sweep_name: str, params: dict, config_file: str | None = None) -> str:
-        run = self._find(SWEEP_TAG, sweep_name)
+        run = self._find({SWEEP_TAG: sweep_name})
         if run is None:
             run = self.client.create_run(self.experiment_id, run_name=sweep_name,
                                          tags={SWEEP_TAG: sweep_name, KIND_TAG: "sweep"})
@@ -67,11 +68,12 @@ class Tracker:
         return run.info.run_id
 
     def node_run(self, node, sweep_run_id: str) -> str:
-        """The node's run, created on first use; params are logged once (MLflow params are immutable)."""
-        run = self._find(NODE_TAG, node.id)
+        """The node's run for its current settings, created on first use (MLflow params are immutable, so
+        a node re-run with other settings gets a new run; the old one stays as history)."""
+        run = self._find({NODE_TAG: node.id, HASH_TAG: node.hash})
         if run is not None:
             return run.info.run_id
-        tags = {NODE_TAG: node.id, KIND_TAG: node.kind, PARENT_TAG: sweep_run_id,
+        tags = {NODE_TAG: node.id, HASH_TAG: node.hash, KIND_TAG: node.kind, PARENT_TAG: sweep_run_id,
                 "xlt.parents": ",".join(node.parents) or "-"}
         if node.model:
             tags["xlt.model"] = node.model

@@ -61,6 +61,7 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r.update(colour="red"), "unknown key colour"),
     (lambda r: r["finetune"].update(seeds="1,2"), "finetune.seeds: expected a list"),
     (lambda r: r["pretrain"].update(max_steps="many"), "pretrain.max_steps"),
+    (lambda r: r["pretrain"].update(learning_rate="fast"), "pretrain.learning_rate: expected a number"),
     (lambda r: r["finetune"].update(save_model=1), "finetune.save_model: expected true or false"),
     (lambda r: r["finetune"].update(tasks=["cola", "sts"]), "unknown task 'sts'"),
     (lambda r: r["finetune"].update(tasks=["wnli"]), "WNLI is excluded"),
@@ -143,6 +144,7 @@ def test_searcher_as_plain_object(tmp_path):
     assert a["node_id"] == "tokenizer/S-1000-cased" and a["resources"] == {"cpu": 1.0, "gpu": 0}
     assert searcher.suggest("t2") is None  # everything else waits on the tokenizer
     (g.node_dir(a["node_id"])).mkdir(parents=True)
+    (g.node_dir(a["node_id"]) / "settings.json").write_text('{"hash": "%s"}' % g.nodes[a["node_id"]].hash)
     (g.node_dir(a["node_id"]) / "DONE").write_text("{}")
     searcher.on_trial_complete("t1", result={"done": 1})
     b = searcher.suggest("t3")
@@ -169,3 +171,33 @@ def test_sweep_settings_are_stage_config_fields_with_the_same_defaults():
             assert f.name in stage_fields, f"{settings.__name__}.{f.name} is not a {stage.__name__} field"
             if f.name not in ("eval_every", "checkpoint_every"):  # sweep defaults sized for long real runs
                 assert f.default == stage_fields[f.name].default, f"{settings.__name__}.{f.name} default differs"
+
+
+def test_changed_settings_invalidate_the_node_and_its_descendants(tmp_path):
+    base = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    ft = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.learning_rate=1e-3"], base_dir=tmp_path))
+    changed = {n for n in base.nodes if base.nodes[n].hash != ft.nodes[n].hash}
+    assert changed == {n for n in base.nodes if n.startswith("finetune/")}
+    pre = build_graph(load_sweep(DEFAULT_CONFIG, ["pretrain.learning_rate=1e-3"], base_dir=tmp_path))
+    changed = {n for n in base.nodes if base.nodes[n].hash != pre.nodes[n].hash}
+    # continued pretraining and everything below it; not the tokenizers, not the source built with its own settings
+    assert "pretrain/S" not in changed and not any(n.startswith("tokenizer/") for n in changed)
+    assert "finetune/S/cola/seed1" not in changed
+    assert {"pretrain/S-to-en-frequency", "pretrain/en-scratch", "finetune/S-to-en-keep/rte/seed2"} <= changed
+    src = build_graph(load_sweep(DEFAULT_CONFIG, ["sources.S.build.pretrain.max_steps=10"], base_dir=tmp_path))
+    changed = {n for n in base.nodes if base.nodes[n].hash != src.nodes[n].hash}
+    assert "pretrain/en-scratch" not in changed and "finetune/S/sst2/seed2" in changed
+    assert all(n.hash for n in base.nodes.values())
+
+
+def test_stale_folder_is_not_done(tmp_path):
+    from orchestrator.runner import node_state
+
+    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    nid = "finetune/S/cola/seed1"
+    g.node_dir(nid).mkdir(parents=True)
+    (g.node_dir(nid) / "DONE").write_text("{}")
+    (g.node_dir(nid) / "settings.json").write_text('{"hash": "0ld"}')
+    assert node_state(g, nid) == "stale"
+    (g.node_dir(nid) / "settings.json").write_text('{"hash": "%s"}' % g.nodes[nid].hash)
+    assert node_state(g, nid) == "done"

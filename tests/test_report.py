@@ -15,6 +15,7 @@ EN_EN = {"cola": {"mcc": 25.68}, "mnli": {"m_accuracy": 76.21, "mm_accuracy": 76
 
 
 def _done(graph, node_id, metrics):
+    write_json(graph.node_dir(node_id) / "settings.json", {"hash": graph.nodes[node_id].hash})
     write_json(graph.node_dir(node_id) / "DONE", {"metrics": metrics})
 
 

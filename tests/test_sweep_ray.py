@@ -125,5 +125,18 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
 
     assert main(["status", str(cfg)]) == 0
     status_out = capsys.readouterr().out
-    assert "pretrain   done    3  interrupted/running    0  failed    1  pending    0" in status_out
-    assert "finetune   done    3  interrupted/running    0  failed    1  pending    0" in status_out
+    assert "pretrain   done    3  interrupted/running    0  failed    1  pending    0  stale    0" in status_out
+    assert "finetune   done    3  interrupted/running    0  failed    1  pending    0  stale    0" in status_out
+
+    # A changed fine-tuning setting re-runs the fine-tunes (new MLflow runs, old ones kept), not pretraining.
+    override = ["finetune.learning_rate=2e-3"]
+    assert main(["status", str(cfg), *override]) == 0
+    assert "finetune   done    0  interrupted/running    0  failed    0  pending    0  stale    4" in capsys.readouterr().out
+    pre_stamps = {n: (graph.node_dir(n) / "DONE").stat().st_mtime_ns for n in ok_nodes if n.startswith("pretrain/")}
+    assert main(["run", str(cfg), *override]) == 1
+    assert "5 to run" in capsys.readouterr().out  # 4 fine-tunes + the still failing transfer
+    assert pre_stamps == {n: (graph.node_dir(n) / "DONE").stat().st_mtime_ns for n in pre_stamps}
+    runs3, _ = node_runs()
+    assert len(runs3) == len(runs) + 4
+    graph2 = build_graph(load_sweep(cfg, override))
+    assert read_done(graph2, "finetune/S/sst2/seed1") and not read_done(graph, "finetune/S/sst2/seed1")
