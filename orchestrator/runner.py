@@ -63,6 +63,9 @@ def mark_failed(graph: Graph, node_id: str, message: str) -> None:
 def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
              report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print) -> dict:
     """Execute `node`; returns its summary (also written to DONE). Raises on failure after recording it."""
+    from stages.common import quiet_transformers
+
+    quiet_transformers()
     d = graph.node_dir(node.id)
     if d.exists() and _folder_hash(d) != node.hash:
         # Checkpoints and results of other settings must not leak into this run (a resumed optimizer,
