@@ -175,7 +175,7 @@ def test_sweep_settings_are_stage_config_fields_with_the_same_defaults():
 
 def test_changed_settings_invalidate_the_node_and_its_descendants(tmp_path):
     base = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
-    ft = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.learning_rate=1e-3"], base_dir=tmp_path))
+    ft = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.learning_rate=7e-4"], base_dir=tmp_path))
     changed = {n for n in base.nodes if base.nodes[n].hash != ft.nodes[n].hash}
     assert changed == {n for n in base.nodes if n.startswith("finetune/")}
     pre = build_graph(load_sweep(DEFAULT_CONFIG, ["pretrain.learning_rate=1e-3"], base_dir=tmp_path))
