@@ -95,6 +95,6 @@ def write_report(graph: Graph) -> tuple[str, Path]:
     n = len(graph.sweep.finetune.seeds)
     text = (f"GLUE dev scores x100, mean over {n} seed(s) (Table 2 shape; – = not finished)\n\n"
             + markdown(mean_rows)
-            + f"\nStandard deviation over seeds (Table 7 shape)\n\n" + markdown(std_rows))
+            + "\nStandard deviation over seeds (Table 7 shape)\n\n" + markdown(std_rows))
     (folder / "report.md").write_text(text)
     return text, folder

@@ -102,10 +102,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def tokenize_to_cache(cfg: CorpusConfig, tokenizer, cache_dir: str | Path, what: str = "corpus",
                       batch_docs: int = 1000, log=print) -> Path:
     """Return the path of the cached `.bin` of token ids, building it if needed (atomic: tmp + rename)."""
-    import os
-
-    import numpy as np
-
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = f"{cfg.fingerprint()}-{tokenizer_fingerprint(tokenizer)}"

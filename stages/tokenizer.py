@@ -1,14 +1,17 @@
 """Stage 1: train a BERT WordPiece vocabulary on the target corpus.
 
-The result is a folder that `AutoTokenizer.from_pretrained` loads. WordPiece training in `tokenizers`
-is not deterministic across runs, so the sweep trains each (corpus, casing, size) once and every later
-stage loads that folder.
+The result is a folder that `AutoTokenizer.from_pretrained` loads. The vocabulary is learned the way the
+`tokenizers` WordPiece trainer learns it (start from characters, word-internal ones with "##", merge the
+most frequent adjacent pair until the vocabulary is full), but ties are broken by the pair's strings
+instead of by hash-map order, so the same corpus gives the same vocabulary in every process. (The Rust
+trainer orders "##" pieces and tied merges by per-process hash seeds: three trainings of the demo corpus
+gave three vocabularies.) Ids are in merge order, i.e. roughly by frequency, as in BERT's own files.
 """
 from __future__ import annotations
 
-import json
+import heapq
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +69,7 @@ def load_tokenizer(path: str, expected_vocab_size: int | None = None):
 def _build_trainer_tokenizer(lowercase: bool):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tok = Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]", max_input_chars_per_word=100))
     # BERT's own normalizer: uncased models also strip accents, cased ones keep them.
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                 strip_accents=lowercase, lowercase=lowercase)
@@ -75,34 +78,80 @@ def _build_trainer_tokenizer(lowercase: bool):
     return tok, processors
 
 
-def _train(docs: list[str], vocab_size: int, min_frequency: int, lowercase: bool, alphabet: list[str]):
-    from tokenizers import trainers
+def _merge(a: str, b: str) -> str:
+    return a + b[2:]  # "un" + "##ion" -> "union", "##io" + "##n" -> "##ion"
 
-    tok, processors = _build_trainer_tokenizer(lowercase)
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet,
-                                        limit_alphabet=max(1000, len(alphabet)), show_progress=False)
-    tok.train_from_iterator(docs, trainer=trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+
+def learn_vocabulary(word_counts: dict[str, int], vocab_size: int, min_frequency: int) -> list[str]:
+    """Special tokens, every letter (plain and "##"), then merged pieces in merge order.
+
+    Greedy pair merging over word types, with a max-heap keyed by (count, pair): ties go to the
+    lexicographically smallest pair, so the result depends on the counts alone.
+    """
+    words = sorted(word_counts)  # a fixed order; counts do the rest
+    symbols = [[w[0], *("##" + c for c in w[1:])] for w in words]
+    freq = [word_counts[w] for w in words]
+    letters = sorted({c for w in words for c in w})
+    alphabet = letters + ["##" + c for c in letters]
+    vocab = [*SPECIAL_TOKENS, *alphabet]
+    seen = set(vocab)
+    pairs: Counter = Counter()
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, syms in enumerate(symbols):
+        for p in zip(syms, syms[1:]):
+            pairs[p] += freq[i]
+            where[p].add(i)
+    heap = [(-c, p) for p, c in pairs.items()]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size and heap:
+        neg, pair = heapq.heappop(heap)
+        if pairs.get(pair, 0) != -neg:
+            continue  # a stale entry: the count changed since it was pushed
+        if -neg < max(1, min_frequency):
+            break
+        new = _merge(*pair)
+        if new not in seen:
+            vocab.append(new)
+            seen.add(new)
+        touched: set[tuple[str, str]] = set()
+        for i in sorted(where.pop(pair, ())):
+            syms, f = symbols[i], freq[i]
+            for p in zip(syms, syms[1:]):  # remove this word's pairs, re-add them after merging
+                pairs[p] -= f
+                touched.add(p)
+            out, j = [], 0
+            while j < len(syms):
+                if j + 1 < len(syms) and (syms[j], syms[j + 1]) == pair:
+                    out.append(new)
+                    j += 2
+                else:
+                    out.append(syms[j])
+                    j += 1
+            symbols[i] = out
+            for p in zip(out, out[1:]):
+                pairs[p] += f
+                where[p].add(i)
+                touched.add(p)
+        pairs.pop(pair, None)
+        for p in touched:
+            c = pairs.get(p, 0)
+            if c > 0:
+                heapq.heappush(heap, (-c, p))
+            else:
+                pairs.pop(p, None)
+    return vocab[:max(vocab_size, len(SPECIAL_TOKENS) + len(alphabet))]
+
+
+def _tokenizer_from_vocab(vocab: list[str], lowercase: bool):
+    from tokenizers import models, processors
+
+    tok, _ = _build_trainer_tokenizer(lowercase)
+    tok.model = models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100)
+    cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     return tok
-
-
-def _add_missing_pieces(tok, alphabet: list[str]):
-    """Make sure every letter exists as a word-initial and a word-internal piece.
-
-    On small corpora WordPiece can miss `##x` for a rare letter, which turns whole words into [UNK].
-    """
-    from tokenizers import Tokenizer
-
-    state = json.loads(tok.to_str())
-    vocab = state["model"]["vocab"]
-    missing = [p for c in alphabet for p in (c, "##" + c) if p not in vocab]
-    for p in missing:
-        vocab[p] = len(vocab)
-    return Tokenizer.from_str(json.dumps(state)), missing
 
 
 def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
@@ -115,18 +164,12 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
     train_docs = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
     held_out = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1] or docs[:100]
 
-    # The alphabet of the normalized training text; letters seen once or twice still get pieces.
-    norm, _ = _build_trainer_tokenizer(cfg.lowercase)
-    chars = Counter()
+    # Words as BERT's own normalizer and pre-tokenizer cut them; every letter of them gets both pieces.
+    pipeline, _ = _build_trainer_tokenizer(cfg.lowercase)
+    word_counts: Counter = Counter()
     for d in train_docs:
-        chars.update(norm.normalizer.normalize_str(d))
-    alphabet = sorted(c for c in chars if not c.isspace())
-
-    tok = _train(train_docs, cfg.vocab_size, cfg.min_frequency, cfg.lowercase, alphabet)
-    tok, missing = _add_missing_pieces(tok, alphabet)
-    if missing:  # retrain a little smaller so the final size is the one asked for
-        tok = _train(train_docs, cfg.vocab_size - len(missing), cfg.min_frequency, cfg.lowercase, alphabet)
-        tok, missing = _add_missing_pieces(tok, alphabet)
+        word_counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
+    tok = _tokenizer_from_vocab(learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency), cfg.lowercase)
 
     fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, unk_token="[UNK]",
                              sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",

@@ -119,7 +119,7 @@ def test_sst2_learns_the_cue_word_and_writes_results(sst2_runs):
 
 
 def test_same_seed_reproduces_and_another_seed_differs(sst2_runs):
-    (ra, la), (rb, lb), (rc, lc) = sst2_runs["a"], sst2_runs["b"], sst2_runs["c"]
+    (ra, la), (rb, lb), (_, lc) = sst2_runs["a"], sst2_runs["b"], sst2_runs["c"]
     assert ra.metrics == rb.metrics
     assert la == lb  # every logged loss and eval value is bit-identical
     losses = lambda logs: [m["train/loss"] for _, m in logs if "train/loss" in m]  # noqa: E731

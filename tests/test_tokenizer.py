@@ -5,7 +5,7 @@ import pytest
 
 from stages.common import StageError
 from stages.corpus import CorpusConfig
-from stages.tokenizer import load_tokenizer, train_tokenizer, TokenizerConfig
+from stages.tokenizer import SPECIAL_TOKENS, TokenizerConfig, learn_vocabulary, load_tokenizer, train_tokenizer
 from tests.conftest import write_corpus
 
 
@@ -61,3 +61,30 @@ def test_guards(tmp_path, tiny_corpus):
         train_tokenizer(TokenizerConfig(corpus=CorpusConfig(files=[str(tiny_corpus)]), output_dir=str(tmp_path / "c"),
                                         vocab_size=120, min_frequency=1))
         load_tokenizer(str(tmp_path / "c"), expected_vocab_size=999)
+
+
+def test_learn_vocabulary_on_the_classic_bpe_example():
+    # Worked by hand: pair counts (##e,##s)=9 and (##s,##t)=9 tie -> the smaller pair string wins: "##es";
+    # then (##es,##t)=9 -> "##est"; then (##o,##w)=7 ties (l,##o)=7 and "##o" < "l" -> "##ow"; then "low".
+    counts = {"low": 5, "lower": 2, "newest": 6, "widest": 3}
+    letters = sorted(set("lowernstid"))
+    vocab = learn_vocabulary(counts, vocab_size=5 + 2 * len(letters) + 4, min_frequency=1)
+    assert vocab[:5] == SPECIAL_TOKENS
+    assert vocab[5:5 + 2 * len(letters)] == letters + ["##" + c for c in letters]
+    assert vocab[-4:] == ["##es", "##est", "##ow", "low"]
+    # min_frequency stops merging: only pairs seen at least 8 times qualify
+    assert learn_vocabulary(counts, vocab_size=100, min_frequency=8)[-2:] == ["##es", "##est"]
+
+
+def test_training_is_identical_across_processes(tmp_path, tiny_corpus):
+    """The Rust trainer breaks ties by per-process hash seeds; ours must give the same bytes every time."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from stages.tokenizer import TokenizerConfig, train_tokenizer; "
+            "from stages.corpus import CorpusConfig; "
+            "train_tokenizer(TokenizerConfig(corpus=CorpusConfig(files=[sys.argv[1]]), output_dir=sys.argv[2], "
+            "vocab_size=150, min_frequency=1))")
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tiny_corpus), str(tmp_path / name)], check=True)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
