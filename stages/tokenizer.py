@@ -20,6 +20,7 @@ from stages.corpus import CorpusConfig, iter_documents
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 HELD_OUT_EVERY = 100  # every 100th document is kept out of training to measure the [UNK] rate honestly
+MAX_HELD_OUT = 10_000
 
 
 @dataclass(frozen=True)
@@ -160,15 +161,21 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
     t0 = time.time()
     if cfg.vocab_size < 100:
         raise StageError(f"vocab_size {cfg.vocab_size} is too small for WordPiece; use at least 100")
-    docs = list(iter_documents(cfg.corpus, "tokenizer corpus"))
-    train_docs = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
-    held_out = [d for i, d in enumerate(docs) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1] or docs[:100]
-
-    # Words as BERT's own normalizer and pre-tokenizer cut them; every letter of them gets both pieces.
+    # One streaming pass (a Wikipedia dump never sits in memory): words as BERT's own normalizer and
+    # pre-tokenizer cut them are counted; every 100th document is held out to measure the [UNK] rate.
     pipeline, _ = _build_trainer_tokenizer(cfg.lowercase)
     word_counts: Counter = Counter()
-    for d in train_docs:
+    held_out: list[str] = []
+    first, n_docs = None, 0
+    for i, d in enumerate(iter_documents(cfg.corpus, "tokenizer corpus")):
+        n_docs += 1
+        first = d if first is None else first
+        if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1:
+            if len(held_out) < MAX_HELD_OUT:
+                held_out.append(d)
+            continue
         word_counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
+    held_out = held_out or [first]  # under 100 documents: check the first one (it was also trained on)
     tok = _tokenizer_from_vocab(learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency), cfg.lowercase)
 
     fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, unk_token="[UNK]",
@@ -188,6 +195,6 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
         raise StageError(f"the trained tokenizer leaves {unk_rate:.2%} of held-out tokens as [UNK] "
                          f"(limit {cfg.max_unk_rate:.2%}); raise vocab_size or give a larger corpus")
     result = TokenizerResult(output_dir=str(out), vocab_size=len(reloaded), lowercase=cfg.lowercase,
-                             documents=len(docs), unk_rate=unk_rate, seconds=time.time() - t0)
+                             documents=n_docs, unk_rate=unk_rate, seconds=time.time() - t0)
     write_json(out / "tokenizer_result.json", result.__dict__)
     return result
