@@ -948,6 +948,23 @@ COLA_PROFILE = dict(BASE_PROFILE, adj=(0.7, 0.96), np_pp=0.2, rc_subj=0.18, rc_o
                     clause_pp=0.08, conj=(("", 0.88), ("and", 0.04), ("but", 0.04), ("although", 0.04)))
 
 
+def _splits(rng: random.Random, cfg: SyntheticConfig, make, kinds_of) -> tuple[dict, dict]:
+    """Class-balanced train and dev splits of unique examples (dev repeats no train example), label noise
+    applied, and a count of the kinds of example that `kinds_of(example)` names."""
+    kinds: dict[str, int] = {}
+    seen: set = set()
+    splits, flipped = {}, {}
+    for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size)):
+        labels = _balanced_labels(rng, n)
+        exs = _unique_examples(n, lambda i: make(labels[i]), seen)
+        for ex in exs:
+            for k in kinds_of(ex):
+                kinds[k] = kinds.get(k, 0) + 1
+        flipped[split] = _apply_noise(rng, exs, cfg.label_noise)
+        splits[split] = exs
+    return splits, {"kinds": dict(sorted(kinds.items())), "noisy_labels": flipped}
+
+
 def _cola_bad(rng: random.Random, s: Sentence, real: RealizerE, lex: Lexicon, cfg: SyntheticConfig):
     """Corrupt sentence `s`; returns (tokens, kind) or None when the drawn kind does not apply.
 
@@ -1039,7 +1056,6 @@ def _cola(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
     rng = random.Random(f"{cfg.seed}:cola")
     grammar = Grammar(lex, rng, COLA_PROFILE, cfg)
     real = RealizerE(lex)
-    kinds: dict[str, int] = {}
 
     def make(label):
         grammar.new_document()
@@ -1056,16 +1072,7 @@ def _cola(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
         text = detok([t[0] for t in toks])
         return {"key": text, "text": text, "label": label, "kind": kind}
 
-    seen: set = set()
-    splits, flipped = {}, {}
-    for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size)):
-        labels = _balanced_labels(rng, n)
-        exs = _unique_examples(n, lambda i: make(labels[i]), seen)
-        for ex in exs:
-            kinds[ex["kind"]] = kinds.get(ex["kind"], 0) + 1
-        flipped[split] = _apply_noise(rng, exs, cfg.label_noise)
-        splits[split] = exs
-    return splits, {"kinds": kinds, "noisy_labels": flipped}
+    return _splits(rng, cfg, make, lambda ex: [ex["kind"]])
 
 
 def _cola_tsv(exs: list) -> str:
@@ -1103,7 +1110,6 @@ def _sst2(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
     rng = random.Random(f"{cfg.seed}:sst2")
     g = Grammar(lex, rng, SST_PROFILE, cfg)
     real = RealizerE(lex)
-    kinds: dict[str, int] = {}
 
     def make(label):
         g.new_document()
@@ -1123,16 +1129,7 @@ def _sst2(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
         text = detok([t[0] for t in toks])
         return {"key": text, "text": text, "label": label, "kind": kind}
 
-    seen: set = set()
-    splits, flipped = {}, {}
-    for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size)):
-        labels = _balanced_labels(rng, n)
-        exs = _unique_examples(n, lambda i: make(labels[i]), seen)
-        for ex in exs:
-            kinds[ex["kind"]] = kinds.get(ex["kind"], 0) + 1
-        flipped[split] = _apply_noise(rng, exs, cfg.label_noise)
-        splits[split] = exs
-    return splits, {"kinds": kinds, "noisy_labels": flipped}
+    return _splits(rng, cfg, make, lambda ex: [ex["kind"]])
 
 
 def _sst2_tsv(exs: list) -> str:
@@ -1398,7 +1395,6 @@ def _rte(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
     rng = random.Random(f"{cfg.seed}:rte")
     g = Grammar(lex, rng, RTE_PROFILE, cfg)
     real = RealizerE(lex)
-    kinds: dict[str, int] = {}
 
     def make(label):
         g.new_document()
@@ -1413,23 +1409,12 @@ def _rte(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
             return None
         return {"key": p + "\t" + h, "text": p, "text2": h, "label": label, "ops": ops}
 
-    seen: set = set()
-    splits, flipped = {}, {}
-    for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size)):
-        labels = _balanced_labels(rng, n)
-        exs = _unique_examples(n, lambda i: make(labels[i]), seen)
-        for ex in exs:
-            ops = ex.pop("ops")
-            if ex["label"] == 0:
-                k = "not_entailment:" + [o for o in ops if o in MEANING_CHANGES][0]
-                kinds[k] = kinds.get(k, 0) + 1
-            for o in ops:
-                if o not in MEANING_CHANGES:
-                    k = "edit:" + o
-                    kinds[k] = kinds.get(k, 0) + 1
-        flipped[split] = _apply_noise(rng, exs, cfg.label_noise)
-        splits[split] = exs
-    return splits, {"kinds": dict(sorted(kinds.items())), "noisy_labels": flipped}
+    def rte_kinds(ex) -> list[str]:
+        ops = ex.pop("ops")
+        out = ["not_entailment:" + [o for o in ops if o in MEANING_CHANGES][0]] if ex["label"] == 0 else []
+        return out + ["edit:" + o for o in ops if o not in MEANING_CHANGES]
+
+    return _splits(rng, cfg, make, rte_kinds)
 
 
 def _rte_tsv(exs: list) -> str:
