@@ -106,3 +106,14 @@ def make_accelerator(mixed_precision: str, **kwargs):
             raise
         AcceleratorState._reset_state()
         return Accelerator(**kwargs)
+
+
+NO_DECAY = ("bias", "LayerNorm", "norm")
+
+
+def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW as BERT trains it: no weight decay on biases and normalisation weights."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [{"params": [p for n, p in params if not any(k in n for k in NO_DECAY)], "weight_decay": weight_decay},
+         {"params": [p for n, p in params if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}], lr=lr)

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from stages.common import (StageError, configure_threads, make_accelerator, quiet_transformers, replace_dir,
-                           resolve_mixed_precision, set_seed, write_json)
+from stages.common import (StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
+                           replace_dir, resolve_mixed_precision, set_seed, write_json)
 from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
 from stages.tokenizer import load_tokenizer
 
@@ -200,12 +200,7 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
     dev_loaders = {k: torch.utils.data.DataLoader(v, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate)
                    for k, v in dev_data.items()}
 
-    no_decay = ("bias", "LayerNorm", "norm")
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
-         {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0}],
-        lr=cfg.learning_rate)
+    optimizer = make_adamw(model, cfg.learning_rate, cfg.weight_decay)
 
     model, optimizer, train_loader, *dev_prepared = accelerator.prepare(model, optimizer, train_loader,
                                                                         *dev_loaders.values())

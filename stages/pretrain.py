@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.common import (StageError, configure_threads, make_accelerator, quiet_transformers, read_json,
-                           replace_dir, resolve_mixed_precision, set_seed, write_json)
+from stages.common import (StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
+                           read_json, replace_dir, resolve_mixed_precision, set_seed, write_json)
 from stages.corpus import CorpusConfig, load_token_cache, tokenize_to_cache
 from stages.tokenizer import load_tokenizer
 
@@ -178,10 +178,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
         raise StageError(f"the tokenizer of {cfg.init_model} has {len(tokenizer)} tokens but the model's embedding "
                          f"table only {model.get_input_embeddings().weight.shape[0]} rows; run the transfer stage")
     wrapped = SparseMLM(model)
-    decay = [p for n, p in wrapped.named_parameters() if not any(k in n for k in ("bias", "LayerNorm", "norm"))]
-    no_decay = [p for n, p in wrapped.named_parameters() if any(k in n for k in ("bias", "LayerNorm", "norm"))]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    optimizer = make_adamw(wrapped, cfg.learning_rate, cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
     wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
 
