@@ -88,7 +88,12 @@ def get_task(task: str) -> TaskSpec:
         raise StageError("the paper (like BERT) excludes WNLI: its dev set punishes train-set memorisation and "
                          "models score below the majority baseline (GLUE FAQ 12); drop 'wnli' from the task list")
     if key not in GLUE_TASKS:
-        raise StageError(f"unknown GLUE task {task!r}; choose from {', '.join(GLUE_TASKS)}")
+        from stages.source_tasks import is_source_task, source_task  # forgetting tasks share the machinery
+
+        if is_source_task(task):
+            return source_task(task)
+        raise StageError(f"unknown task {task!r}; choose a GLUE task ({', '.join(GLUE_TASKS)}) or a "
+                         "source-language task (scandisent-<lang>, stsb-<lang>)")
     return GLUE_TASKS[key]
 
 
@@ -191,6 +196,10 @@ def load_split(task: str, split: str, data_dir: str | None, hub_dataset: str = "
     spec = get_task(task)
     if max_examples is not None and max_examples < 1:
         raise StageError(f"max_examples must be at least 1 (or None for all), got {max_examples}")
+    if spec.name not in GLUE_TASKS:  # ScandiSent / translated STS-B: data_dir is the task's own file or folder
+        from stages.source_tasks import load_source_split
+
+        return load_source_split(spec, split, data_dir, hub_dataset, max_examples)
     if split == "train":
         tsv_file, hub_split = "train.tsv", "train"
     else:
