@@ -41,14 +41,19 @@ def cmd_plan(args) -> int:
         print(f"  {kind:<10} {len(nodes):>4} node(s), each {r['cpu']:g} CPU / {r['gpu']:g} GPU")
     print("\nnodes (parents first):")
     for n in graph.nodes.values():
-        if n.kind == "finetune":
+        if n.kind in ("tokenizer", "pretrain"):
+            print(f"  {n.id:<45} <- {', '.join(n.parents) or '(none)'}")
+    # The many per-task / per-seed / per-layer trials, counted per kind and model.
+    for kind, nodes in kinds.items():
+        if kind in ("tokenizer", "pretrain"):
             continue
-        print(f"  {n.id:<45} <- {', '.join(n.parents) or '(none)'}")
-    ft = kinds.get("finetune", [])
-    by_parent = Counter(n.parents[0] if n.parents else "(hub model)" for n in ft)
-    for parent, k in by_parent.items():
-        models = sorted({n.model for n in ft if (n.parents[0] if n.parents else "(hub model)") == parent})
-        print(f"  finetune x{k:<3} {', '.join(models):<33} <- {parent}")
+        by_model: dict[str, list] = {}
+        for n in nodes:
+            by_model.setdefault(n.model, []).append(n)
+        for model, group in by_model.items():
+            parents = list(dict.fromkeys(n.parents[0] if n.parents else "(hub model)" for n in group))
+            more = f" (+{len(parents) - 1} more)" if len(parents) > 1 else ""
+            print(f"  {f'{kind} x{len(group)}':<15} {model:<30} <- {parents[0]}{more}")
     return 0
 
 

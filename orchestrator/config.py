@@ -24,6 +24,7 @@ from stages.transfer import MODES
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 TRANSFER_MODES = tuple(m for m in MODES if m != "scratch")
+HUB_PREFIX = "hub:"   # forgetting.data values naming a hub dataset rather than a local path
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,7 @@ class Source:
     source_corpus: str | None = None     # rank source rows by counts on this corpus instead of vocab order
     keep_vocab_size: int | None = 32000  # `keep` mode: first N tokens (null: all of them, as for Dutch)
     grow_embeddings: bool = False        # frequency modes: new random rows when English has more tokens than the source
+    source_tasks: list[str] = field(default_factory=list)  # forgetting: e.g. [scandisent-sv, stsb-sv] (paper 4.7)
 
 
 @dataclass
@@ -123,6 +125,84 @@ class FinetuneSettings:
 
 
 @dataclass
+class ProbeSettings:
+    """Structural probe (Hewitt & Manning 2019) on English dependency trees: paper Table 3, UUAS and DSpr.
+
+    Hidden states of `layers` are extracted once per model (a `features` node) and every layer's probe is a
+    trial of its own. Data: CoNLL-U files (paper: UD English-EWT train/dev/test) or a hub dataset.
+    """
+    layers: list[int]                    # 0 = embedding output, k = output of layer k
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    hub_dataset: str | None = None       # instead of files, e.g. universal_dependencies
+    hub_config: str = "en_ewt"
+    rank: int | None = None              # null: the hidden size (a full-rank probe)
+    pooling: str = "mean"                # subwords -> word: mean (Hewitt & Manning), first or last
+    punctuation: str = "exclude"         # words tagged PUNCT left out of UUAS and DSpr, as Hewitt & Manning do
+    epochs: int = 40
+    learning_rate: float = 1.0e-3
+    batch_size: int = 20                 # sentences
+    patience: int = 4                    # epochs without a better dev loss before stopping
+    max_length: int = 512                # longer sentences (in subwords) are skipped and counted
+    max_sentences: int | None = None     # per split, for quick runs
+    seed: int = 0
+    models: list[str] | None = None      # model keys to probe (null: every model of the sweep)
+
+
+@dataclass
+class WicSettings:
+    """Words in Context (paper Table 3 and 11): the target word pooled in each sentence, fine-tuned per seed."""
+    data_dir: str | None = None          # the official WiC folder (train/, dev/); null: the hub
+    hub_dataset: str = "super_glue"
+    hub_config: str = "wic"
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    epochs: float = 3.0
+    max_length: int = 128
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    max_train_examples: int | None = None
+    models: list[str] | None = None
+
+
+@dataclass
+class ForgettingSettings:
+    """Source-language forgetting (paper 4.7 and Appendix D, Table 6 hyperparameters).
+
+    Every source with `source_tasks` is fine-tuned on them with its own models ([lang] and each
+    [lang->en] model), and on `english_tasks` too, so each group compares source and English performance.
+    """
+    data: dict[str, str] = field(default_factory=dict)   # task -> local file/folder, or hub:<dataset id>
+    english_tasks: list[str] = field(default_factory=lambda: ["scandisent-en"])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    learning_rate: float = 4e-5
+    batch_size: int = 128
+    epochs: float = 2.0
+    max_length: int = 128
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    max_train_examples: int | None = None
+    log_every: int = 50
+
+
+@dataclass
+class WinogenderSettings:
+    """Winogender as NLI (SuperGLUE AX-g, paper Table 10), scored with each model's RTE fine-tunes."""
+    data_file: str | None = None         # AX-g.jsonl; null: the hub
+    hub_dataset: str = "super_glue"
+    hub_config: str = "axg"
+    batch_size: int = 64
+    max_length: int = 128
+    models: list[str] | None = None
+
+
+@dataclass
 class Resources:
     """What one trial of a kind asks Ray for; `gpu` may be fractional (e.g. 0.25: four fine-tunes per GPU)."""
     cpu: float = 1.0
@@ -134,6 +214,11 @@ class ResourceSettings:
     tokenizer: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0))
     pretrain: Resources = field(default_factory=lambda: Resources(cpu=4, gpu=1))
     finetune: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
+    features: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
+    probe: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0.1))
+    wic: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
+    forget: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
+    winogender: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0.1))
 
 
 @dataclass
@@ -154,6 +239,11 @@ class Sweep:
     synthetic: SyntheticConfig | None = None
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    # The evaluation suite; each section left out (null) is not run.
+    probe: ProbeSettings | None = None
+    wic: WicSettings | None = None
+    forgetting: ForgettingSettings | None = None
+    winogender: WinogenderSettings | None = None
     resources: ResourceSettings = field(default_factory=ResourceSettings)
 
 
@@ -311,13 +401,52 @@ def validate(s: Sweep) -> None:
                               + (" (WNLI is excluded, as in the paper)" if t == "wnli" else ""))
     if not s.finetune.seeds:
         raise ConfigError("finetune.seeds: give at least one seed")
-    for kind in ("tokenizer", "pretrain", "finetune"):
+    _validate_evaluations(s)
+    for kind in RESOURCE_KINDS:
         r = getattr(s.resources, kind)
         if r.cpu <= 0 or r.gpu < 0 or (r.gpu > 1 and r.gpu != int(r.gpu)):
             raise ConfigError(f"resources.{kind}: cpu must be > 0, gpu a fraction <= 1 or a whole number")
-    for mp in (s.pretrain.mixed_precision, s.finetune.mixed_precision):
+    precisions = [s.pretrain.mixed_precision, s.finetune.mixed_precision]
+    precisions += [x.mixed_precision for x in (s.wic, s.forgetting) if x is not None]
+    for mp in precisions:
         if mp not in ("auto", "no", "bf16", "fp16"):
             raise ConfigError(f"mixed_precision {mp!r}: use auto, no, bf16 or fp16")
+
+
+RESOURCE_KINDS = ("tokenizer", "pretrain", "finetune", "features", "probe", "wic", "forget", "winogender")
+
+
+def _validate_evaluations(s: Sweep) -> None:
+    from stages.source_tasks import is_source_task
+
+    if s.probe is not None:
+        p = s.probe
+        if not p.layers or any(k < 0 for k in p.layers) or len(set(p.layers)) != len(p.layers):
+            raise ConfigError("probe.layers: list distinct layer numbers >= 0 (0 = embeddings), e.g. [0, 1, 2]")
+        if p.hub_dataset is None and not (p.train and p.dev):
+            raise ConfigError("probe: give CoNLL-U files train and dev (and test), or hub_dataset")
+        if p.pooling not in ("mean", "first", "last"):
+            raise ConfigError(f"probe.pooling {p.pooling!r}: use mean, first or last")
+        if p.punctuation not in ("exclude", "include"):
+            raise ConfigError(f"probe.punctuation {p.punctuation!r}: use exclude or include")
+    for key in ("wic", "forgetting"):
+        section = getattr(s, key)
+        if section is not None and not section.seeds:
+            raise ConfigError(f"{key}.seeds: give at least one seed")
+    if s.forgetting is not None:
+        f = s.forgetting
+        wanted = set(f.english_tasks) | {t for src in s.sources.values() for t in src.source_tasks}
+        for t in sorted(wanted):
+            if not is_source_task(t):
+                raise ConfigError(f"source-language task {t!r}: use scandisent-<lang> or stsb-<lang>")
+            if t not in f.data:
+                raise ConfigError(f"forgetting.data: no data for task {t!r}; map it to a local file/folder or to "
+                                  "hub:<dataset id>, e.g. scandisent-sv: data/ScandiSent/sv.csv")
+        if not any(src.source_tasks for src in s.sources.values()):
+            raise ConfigError("forgetting: no source lists source_tasks; add e.g. sources.sv.source_tasks: "
+                              "[scandisent-sv] or remove the forgetting section")
+    if s.winogender is not None and "rte" not in s.finetune.tasks:
+        raise ConfigError("winogender: it is scored with RTE fine-tunes; add rte to finetune.tasks")
 
 
 def resolve_paths(s: Sweep, base: Path) -> Sweep:
@@ -338,6 +467,15 @@ def resolve_paths(s: Sweep, base: Path) -> Sweep:
     s.finetune.data_dir = _abs(s.finetune.data_dir, base)
     if s.synthetic is not None:
         s.synthetic = dataclasses.replace(s.synthetic, out_dir=_abs(s.synthetic.out_dir, base))
+    if s.probe is not None:
+        for split in ("train", "dev", "test"):
+            setattr(s.probe, split, _abs(getattr(s.probe, split), base))
+    if s.wic is not None:
+        s.wic.data_dir = _abs(s.wic.data_dir, base)
+    if s.forgetting is not None:  # "hub:<id>" names a hub dataset; anything else is a local path
+        s.forgetting.data = {t: (v if v.startswith(HUB_PREFIX) else _abs(v, base)) for t, v in s.forgetting.data.items()}
+    if s.winogender is not None:
+        s.winogender.data_file = _abs(s.winogender.data_file, base)
     return s
 
 

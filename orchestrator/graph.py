@@ -1,8 +1,11 @@
 """The trial graph of a sweep: which nodes exist, what each needs, and where it writes.
 
 Node kinds: `tokenizer` (an English WordPiece vocabulary, or a built source's own), `pretrain` (a source
-built from scratch, a transfer + continued MLM, or the [en][en] scratch model) and `finetune` (one GLUE
-task, one seed, one model). Every node writes to `<output_dir>/<node id>/`, so reruns find finished work.
+built from scratch, a transfer + continued MLM, or the [en][en] scratch model), `finetune` (one GLUE
+task, one seed, one model), and the evaluation suite: `features` (a model's hidden states on the probing
+treebank, computed once) -> `probe` (one layer's structural probe), `wic` (one seed), `forget` (one
+source-language or English sentiment/STS task, one seed) and `winogender` (one RTE fine-tune scored on
+AX-g). Every node writes to `<output_dir>/<node id>/`, so reruns find finished work.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.config import Sweep
+from orchestrator.config import HUB_PREFIX, ConfigError, Sweep
 
-KIND_ORDER = {"tokenizer": 0, "pretrain": 1, "finetune": 2}  # earlier kinds first: they gate the others
+# Earlier kinds first: they gate the others (Gate.next_ready starts the lowest ready kind first).
+KIND_ORDER = {"tokenizer": 0, "pretrain": 1, "features": 2, "finetune": 3, "probe": 4, "wic": 4, "forget": 4,
+              "winogender": 5}
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,12 @@ def build_graph(s: Sweep) -> Graph:
     def label(name: str) -> str:
         return s.sources[name].label or name
 
-    def finetunes(model_key: str, row, model: str | None, model_node: str | None):
-        for task in tasks:
-            for seed in seeds:
-                g.add(Node(f"finetune/{model_key}/{task}/seed{seed}", "finetune",
-                           (model_node,) if model_node else (),
-                           {"model": model, "model_node": model_node, "task": task, "seed": seed, "settings": ft},
-                           _res(s.resources.finetune), model=model_key, row=row))
+    # Every model of the study, in definition order: key -> where it comes from. Fine-tunes and the
+    # evaluation suite are added per model below, so each model's trials gate only on that model.
+    models: dict[str, dict] = {}
+
+    def add_model(key: str, row, model: str | None, model_node: str | None, source: str) -> None:
+        models.setdefault(key, {"row": row, "model": model, "node": model_node, "source": source})
 
     for name in s.experiments.transfer_from:
         src = s.sources[name]
@@ -131,7 +135,7 @@ def build_graph(s: Sweep) -> Graph:
                 "source_corpus": dataclasses.asdict(s.corpora[src.source_corpus]) if src.source_corpus else None,
                 "settings": pre, "seed": s.seed,
             }, _res(s.resources.pretrain), model=key, row=row))
-            finetunes(key, row, None, node.id)
+            add_model(key, row, None, node.id, name)
 
     if s.experiments.scratch:
         like = s.experiments.scratch_like or s.experiments.transfer_from[0]
@@ -145,11 +149,90 @@ def build_graph(s: Sweep) -> Graph:
             params = {"mode": "scratch", "source_model": s.sources[like].model, "source_node": None, **common}
         node = g.add(Node("pretrain/en-scratch", "pretrain", (tok,), params, _res(s.resources.pretrain),
                           model="en-scratch", row=("en", "en")))
-        finetunes("en-scratch", ("en", "en"), None, node.id)
+        add_model("en-scratch", ("en", "en"), None, node.id, "en")
 
-    for name in s.experiments.direct:
+    # The source models themselves: fine-tuned directly ([lang]), and the reference of the forgetting study.
+    forgetting_sources = [n for n, src in s.sources.items() if src.source_tasks] if s.forgetting else []
+    for name in list(s.experiments.direct) + [n for n in forgetting_sources if n not in s.experiments.direct]:
         model, build_node = source_model(name)
-        finetunes(name, (label(name), label(name)), model, build_node)
+        add_model(name, (label(name), label(name)), model, build_node, name)
+
+    def model_ref(key: str) -> dict:
+        m = models[key]
+        return {"model": m["model"], "model_node": m["node"]}
+
+    def parents_of(key: str) -> tuple[str, ...]:
+        return (models[key]["node"],) if models[key]["node"] else ()
+
+    def chosen(section, what: str) -> list[str]:
+        keys = section.models if section.models is not None else list(models)
+        unknown = [k for k in keys if k not in models]
+        if unknown:
+            raise ConfigError(f"{what}.models: unknown model {unknown[0]!r}; models of this sweep: {', '.join(models)}")
+        return keys
+
+    winogender = s.winogender is not None
+    wino_models = set(chosen(s.winogender, "winogender")) if winogender else set()
+    for key in [k for k in models if k in s.experiments.direct or models[k]["source"] != k]:
+        m = models[key]
+        for task in tasks:
+            for seed in seeds:
+                # RTE models are kept when Winogender scores them (paper appendix E); other fine-tunes keep
+                # only their metrics.
+                settings = dict(ft, save_model=True) if task == "rte" and key in wino_models else ft
+                g.add(Node(f"finetune/{key}/{task}/seed{seed}", "finetune", parents_of(key),
+                           {**model_ref(key), "task": task, "seed": seed, "settings": settings},
+                           _res(s.resources.finetune), model=key, row=m["row"]))
+                if task == "rte" and key in wino_models:
+                    w = dataclasses.asdict(s.winogender)
+                    w.pop("models")
+                    g.add(Node(f"winogender/{key}/seed{seed}", "winogender", (f"finetune/{key}/rte/seed{seed}",),
+                               {"finetune_node": f"finetune/{key}/rte/seed{seed}", "seed": seed, "settings": w,
+                                "data_files": [w["data_file"]] if w["data_file"] else []},
+                               _res(s.resources.winogender), model=key, row=m["row"]))
+
+    if s.probe is not None:
+        pr = dataclasses.asdict(s.probe)
+        splits = {k: pr[k] for k in ("train", "dev", "test") if pr[k]}
+        extract = {k: pr[k] for k in ("hub_dataset", "hub_config", "layers", "pooling", "max_length", "max_sentences")}
+        train = {k: pr[k] for k in ("rank", "punctuation", "epochs", "learning_rate", "batch_size", "patience", "seed")}
+        for key in chosen(s.probe, "probe"):
+            m = models[key]
+            feat = g.add(Node(f"features/{key}", "features", parents_of(key),
+                              {**model_ref(key), "splits": splits, "settings": extract,
+                               "data_files": list(splits.values())},
+                              _res(s.resources.features), model=key, row=m["row"]))
+            for layer in s.probe.layers:
+                g.add(Node(f"probe/{key}/layer{layer}", "probe", (feat.id,),
+                           {"features_node": feat.id, "layer": layer, "settings": train},
+                           _res(s.resources.probe), model=key, row=m["row"]))
+
+    if s.wic is not None:
+        w = dataclasses.asdict(s.wic)
+        wic_seeds = w.pop("seeds")
+        w.pop("models")
+        for key in chosen(s.wic, "wic"):
+            for seed in wic_seeds:
+                g.add(Node(f"wic/{key}/seed{seed}", "wic", parents_of(key),
+                           {**model_ref(key), "seed": seed, "settings": w,
+                            "data_files": [w["data_dir"]] if w["data_dir"] else []},
+                           _res(s.resources.wic), model=key, row=models[key]["row"]))
+
+    if s.forgetting is not None:
+        f = dataclasses.asdict(s.forgetting)
+        data, english, f_seeds = f.pop("data"), f.pop("english_tasks"), f.pop("seeds")
+        for name in forgetting_sources:
+            group = [k for k in models if models[k]["source"] == name]   # [lang] and every [lang->en] model
+            for key in group:
+                for task in list(s.sources[name].source_tasks) + [t for t in english if t not in s.sources[name].source_tasks]:
+                    where = data[task]
+                    hub = where[len(HUB_PREFIX):] if where.startswith(HUB_PREFIX) else None
+                    settings = {**f, "data_dir": None if hub else where, "hub_dataset": hub}
+                    for seed in f_seeds:
+                        g.add(Node(f"forget/{key}/{task}/seed{seed}", "forget", parents_of(key),
+                                   {**model_ref(key), "task": task, "seed": seed, "group": name,
+                                    "settings": settings, "data_files": [] if hub else [where]},
+                                   _res(s.resources.forget), model=key, row=models[key]["row"]))
 
     # Topological order (parents first), then kind, then definition order: a stable, readable plan.
     order = {nid: i for i, nid in enumerate(g.nodes)}
@@ -179,6 +262,10 @@ def _data_stamp(params: dict) -> list:
     if data_dir and params.get("task") in GLUE_TASKS:
         folder = Path(data_dir) / GLUE_TASKS[params["task"]].folder
         stamp += [[f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in sorted(folder.glob("*.tsv"))]
+    for path in params.get("data_files", []):   # evaluation data: files, or folders of files
+        p = Path(path)
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
+        stamp += [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files]
     return stamp
 
 

@@ -4,6 +4,17 @@ without a tracking server and cannot disagree with what is on disk).
 Table 2: one row per model (Lang x Vocab), one column per GLUE task (MNLI as m and mm), the mean over seeds
 x100, and AVG over all columns (the paper averages MNLI-m and -mm as two columns; that reproduces its AVG).
 Table 7: the sample standard deviation over seeds (ddof=1) in the same shape.
+
+The evaluation suite, when the sweep runs it:
+- Table 3: structural probe UUAS and DSpr on the test split at the best layer, the layer chosen on the dev
+  split (separately for each metric, so the test set picks nothing), and WiC accuracy (mean over seeds);
+  Table 11 is WiC's standard deviation; a per-layer table shows every probed layer.
+- Table 8 (ScandiSent accuracy) and Table 9 (translated STS-B, Pearson / Spearman), one group of rows per
+  source language: its [lang] model and each [lang->en] model.
+- Table 10: Winogender gender parity score and accuracy, mean over the RTE fine-tunes' seeds.
+- Figure 2: per source language and GLUE task, max(Δ[lang->en][en], Δ[lang->en][lang]) over [en][en]
+  (MNLI: the mean of m and mm); Figure 3: each model's ScandiSent accuracy minus its group's mean.
+  PNG files with the numbers behind them as CSV.
 """
 from __future__ import annotations
 
@@ -85,16 +96,228 @@ def markdown(rows: list[list]) -> str:
     return out.getvalue()
 
 
+def _write_csv(path: Path, rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([[("" if v is None else v) for v in r] for r in rows])
+
+
+# --- the evaluation suite ---------------------------------------------------------------------------
+
+def _model_rows(graph: Graph, kinds: tuple[str, ...]) -> dict[str, tuple]:
+    """Model key -> (Lang, Vocab), in plan order, for the models that have nodes of these kinds."""
+    out: dict[str, tuple] = {}
+    for n in graph.nodes.values():
+        if n.kind in kinds and n.model not in out:
+            out[n.model] = n.row
+    return out
+
+
+def _results(graph: Graph, kind: str) -> list[tuple]:
+    """(node, metrics) of every finished node of `kind`."""
+    out = []
+    for n in graph.nodes.values():
+        if n.kind == kind:
+            done = read_done(graph, n.id)
+            if done and done.get("metrics"):
+                out.append((n, done["metrics"]))
+    return out
+
+
+def _mean(v: list[float]) -> float | None:
+    return float(np.mean(v)) if v else None
+
+
+def _std(v: list[float]) -> float | None:
+    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+
+
+def probing_tables(graph: Graph) -> tuple[list[list], list[list], list[list]]:
+    """Table 3 (UUAS, DSpr at the dev-chosen layer; WiC mean), Table 11 (WiC std), per-layer probe table."""
+    rows = _model_rows(graph, ("probe", "wic"))
+    probes: dict[str, dict[int, dict]] = {}
+    for n, m in _results(graph, "probe"):
+        probes.setdefault(n.model, {})[n.params["layer"]] = m
+    wic: dict[str, list[float]] = {}
+    for n, m in _results(graph, "wic"):
+        wic.setdefault(n.model, []).append(100.0 * m["accuracy"])
+    layers = sorted({n.params["layer"] for n in graph.nodes.values() if n.kind == "probe"})
+    t3 = [["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)"]]
+    t11 = [["Lang", "Vocab", "WiC (stdev)", "seeds"]]
+    per_layer = [["Lang", "Vocab", *[f"L{k} UUAS" for k in layers], *[f"L{k} DSpr" for k in layers]]]
+    for key, row in rows.items():
+        by_layer = probes.get(key, {})
+        best_u = max(by_layer, key=lambda k: by_layer[k]["dev_uuas"], default=None)
+        best_d = max(by_layer, key=lambda k: by_layer[k]["dev_dspr"], default=None)
+        t3.append([*row, 100.0 * by_layer[best_u]["uuas"] if best_u is not None else None,
+                   100.0 * by_layer[best_d]["dspr"] if best_d is not None else None, best_u, best_d,
+                   _mean(wic.get(key, []))])
+        t11.append([*row, _std(wic.get(key, [])), len(wic.get(key, []))])
+        per_layer.append([*row, *[100.0 * by_layer[k]["uuas"] if k in by_layer else None for k in layers],
+                          *[100.0 * by_layer[k]["dspr"] if k in by_layer else None for k in layers]])
+    return t3, t11, per_layer
+
+
+def forgetting_tables(graph: Graph) -> dict[str, dict]:
+    """Per source group: Table 8 (ScandiSent accuracy) and Table 9 (STS-B Pearson / Spearman), mean over seeds."""
+    groups: dict[str, dict] = {}
+    scores: dict[tuple, list[float]] = {}
+    for n in graph.nodes.values():
+        if n.kind == "forget":
+            g = groups.setdefault(n.params["group"], {"models": {}, "tasks": []})
+            g["models"].setdefault(n.model, n.row)
+            if n.params["task"] not in g["tasks"]:
+                g["tasks"].append(n.params["task"])
+    for n, m in _results(graph, "forget"):
+        for k, v in m.items():
+            scores.setdefault((n.model, n.params["task"], k), []).append(100.0 * v)
+    out = {}
+    for name, g in groups.items():
+        # English first, as in the paper's Table 8 (en, then the source language)
+        senti = sorted((t for t in g["tasks"] if t.startswith("scandisent-")), key=lambda t: t != "scandisent-en")
+        sts = [t for t in g["tasks"] if t.startswith("stsb-")]
+        t8 = [["Lang", "Vocab", *[t.split("-", 1)[1] for t in senti]]]
+        t9 = [["Lang", "Vocab", *[f"{t} ({m})" for t in sts for m in ("Pearson", "Spearman")]]]
+        for key, row in g["models"].items():
+            t8.append([*row, *[_mean(scores.get((key, t, "accuracy"), [])) for t in senti]])
+            t9.append([*row, *[_mean(scores.get((key, t, m), [])) for t in sts for m in ("pearson", "spearman")]])
+        out[name] = {"table8": t8, "table9": t9 if sts else None, "sentiment_tasks": senti}
+    return out
+
+
+def winogender_table(graph: Graph) -> list[list]:
+    rows = _model_rows(graph, ("winogender",))
+    vals: dict[tuple, list[float]] = {}
+    for n, m in _results(graph, "winogender"):
+        for k in ("gender_parity", "accuracy"):
+            vals.setdefault((n.model, k), []).append(100.0 * m[k])
+    table = [["Lang", "Vocab", "gps", "acc", "seeds"]]
+    for key, row in rows.items():
+        table.append([*row, _mean(vals.get((key, "gender_parity"), [])), _mean(vals.get((key, "accuracy"), [])),
+                      len(vals.get((key, "accuracy"), []))])
+    return table
+
+
+def figure2_data(graph: Graph) -> list[list]:
+    """Rows (source, task, max gain over [en][en]): the larger gain of [lang->en][en] and [lang->en][lang]."""
+    mean_rows, _ = tables(graph)
+    cols = mean_rows[0][2:-1]
+    by_model = {}
+    for node in graph.nodes.values():
+        if node.kind == "finetune" and node.model not in by_model:
+            by_model[node.model] = node
+    row_of = {tuple(r[:2]): r[2:-1] for r in mean_rows[1:]}
+    base = row_of.get(("en", "en"))
+    out = [["source", "task", "max gain"]]
+    if base is None:
+        return out
+    for src in graph.sweep.experiments.transfer_from:
+        variants = []
+        for mode in ("frequency", "keep"):   # the paper's two [lang->en] models; random-map is our control
+            n = graph.nodes.get(f"pretrain/{src}-to-en-{mode}")
+            if n is not None and tuple(n.row) in row_of:
+                variants.append(row_of[tuple(n.row)])
+        if not variants:
+            continue
+        for task in dict.fromkeys(c.replace("MNLI-mm", "MNLI").replace("MNLI-m", "MNLI") for c in cols):
+            idx = [i for i, c in enumerate(cols) if c.startswith(task)] if task == "MNLI" else [cols.index(task)]
+            gains = []
+            for v in variants:
+                if all(v[i] is not None and base[i] is not None for i in idx):
+                    gains.append(float(np.mean([v[i] - base[i] for i in idx])))
+            if gains:
+                out.append([graph.sweep.sources[src].label or src, task, max(gains)])
+    return out
+
+
+def figure3_data(graph: Graph) -> list[list]:
+    """Rows (group, task, Lang, Vocab, accuracy - group mean) for every ScandiSent task of every group."""
+    out = [["group", "task", "Lang", "Vocab", "difference from group mean"]]
+    for name, g in forgetting_tables(graph).items():
+        t8 = g["table8"]
+        for j, task in enumerate(t8[0][2:], start=2):
+            vals = [r[j] for r in t8[1:] if r[j] is not None]
+            if not vals:
+                continue
+            mean = float(np.mean(vals))
+            out += [[name, task, r[0], r[1], r[j] - mean] for r in t8[1:] if r[j] is not None]
+    return out
+
+
+def _bar_figure(path: Path, data: list[list], group_col: int, bar_col: int, label_cols: tuple, value_col: int,
+                title: str, ylabel: str) -> bool:
+    """Grouped bars: one panel per value of `group_col`; False (no file) when there is nothing to draw."""
+    rows = data[1:]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on workers and CI
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys(r[group_col] for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        sub = [r for r in rows if r[group_col] == panel]
+        cats = list(dict.fromkeys(r[bar_col] for r in sub))
+        series = list(dict.fromkeys(tuple(r[c] for c in label_cols) for r in sub))
+        width = 0.8 / max(1, len(series))
+        for i, ser in enumerate(series):
+            ys = [next((r[value_col] for r in sub if r[bar_col] == c and tuple(r[k] for k in label_cols) == ser), 0.0)
+                  for c in cats]
+            ax.bar([x + i * width for x in range(len(cats))], ys, width, label=" ".join(f"[{v}]" for v in ser) or None)
+        ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(cats))], cats, rotation=30)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{title}: {panel}")
+        ax.set_ylabel(ylabel)
+        if label_cols:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def write_report(graph: Graph) -> tuple[str, Path]:
     mean_rows, std_rows = tables(graph)
     folder = Path(graph.sweep.output_dir) / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("table2_glue_mean", mean_rows), ("table7_glue_std", std_rows)):
-        with open(folder / f"{name}.csv", "w", newline="") as f:
-            csv.writer(f).writerows([[("" if v is None else v) for v in r] for r in rows])
+    _write_csv(folder / "table2_glue_mean.csv", mean_rows)
+    _write_csv(folder / "table7_glue_std.csv", std_rows)
     n = len(graph.sweep.finetune.seeds)
     text = (f"GLUE dev scores x100, mean over {n} seed(s) (Table 2 shape; – = not finished)\n\n"
             + markdown(mean_rows)
             + "\nStandard deviation over seeds (Table 7 shape)\n\n" + markdown(std_rows))
+    kinds = {node.kind for node in graph.nodes.values()}
+    if kinds & {"probe", "wic"}:
+        t3, t11, per_layer = probing_tables(graph)
+        _write_csv(folder / "table3_probing.csv", t3)
+        _write_csv(folder / "table11_wic_std.csv", t11)
+        _write_csv(folder / "probe_layers.csv", per_layer)
+        text += ("\nProbing x100 (Table 3 shape): structural probe on the test split at the layer chosen on dev; "
+                 "WiC dev accuracy, mean over seeds\n\n" + markdown(t3)
+                 + "\nStructural probe per layer (test split)\n\n" + markdown(per_layer)
+                 + "\nWiC standard deviation over seeds (Table 11 shape)\n\n" + markdown(t11))
+    if "forget" in kinds:
+        for name, g in forgetting_tables(graph).items():
+            _write_csv(folder / f"table8_scandisent_{name}.csv", g["table8"])
+            text += (f"\nSentiment accuracy x100, [{name}] models (Table 8 shape; columns: ScandiSent language)\n\n"
+                     + markdown(g["table8"]))
+            if g["table9"]:
+                _write_csv(folder / f"table9_stsb_{name}.csv", g["table9"])
+                text += f"\nTranslated STS-B x100, [{name}] models (Table 9 shape)\n\n" + markdown(g["table9"])
+        f3 = figure3_data(graph)
+        _write_csv(folder / "figure3_scandisent.csv", f3)
+        if _bar_figure(folder / "figure3_scandisent.png", f3, 1, 1, (2, 3), 4,
+                       "ScandiSent", "accuracy - group mean (x100)"):
+            text += "\nFigure 3: figure3_scandisent.png (numbers: figure3_scandisent.csv)\n"
+    if "winogender" in kinds:
+        t10 = winogender_table(graph)
+        _write_csv(folder / "table10_winogender.csv", t10)
+        text += "\nWinogender x100 (Table 10 shape): gender parity score and accuracy\n\n" + markdown(t10)
+    f2 = figure2_data(graph)
+    if len(f2) > 1:
+        _write_csv(folder / "figure2_max_gain.csv", f2)
+        if _bar_figure(folder / "figure2_max_gain.png", f2, 0, 1, (), 2, "max gain over [en][en]", "points (x100)"):
+            text += "\nFigure 2: figure2_max_gain.png (numbers: figure2_max_gain.csv)\n"
     (folder / "report.md").write_text(text)
     return text, folder

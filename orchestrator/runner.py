@@ -88,7 +88,8 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     try:
-        fn = {"tokenizer": _tokenizer, "pretrain": _pretrain, "finetune": _finetune}[node.kind]
+        fn = {"tokenizer": _tokenizer, "pretrain": _pretrain, "finetune": _finetune, "forget": _finetune,
+              "features": _features, "probe": _probe, "wic": _wic, "winogender": _winogender}[node.kind]
         summary = fn(graph, node, d, on_log, threads, tracker, run_id, log)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
@@ -212,3 +213,59 @@ def _finetune(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
     log(f"[finetune] {node.id}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
     return {"result": dataclasses.asdict(res), "metrics": res.metrics, "task": p["task"], "seed": p["seed"],
             "model": node.model}
+
+
+# --- the evaluation suite ---------------------------------------------------------------------------
+
+def _features(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.features import FeaturesConfig, extract_features
+
+    p, st = node.params, node.params["settings"]
+    res = extract_features(FeaturesConfig(
+        model=_model_dir(graph, p["model"], p["model_node"]), output_dir=str(d / "features"), splits=p["splits"],
+        hub_dataset=st["hub_dataset"], hub_config=st["hub_config"], layers=tuple(st["layers"]), pooling=st["pooling"],
+        max_length=st["max_length"], max_sentences=st["max_sentences"], num_threads=threads), log=log)
+    on_log(0, {f"sentences/{k}": v for k, v in res.sentences.items()})
+    return {"result": dataclasses.asdict(res)}
+
+
+def _probe(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.probe import ProbeConfig, train_probe
+
+    p = node.params
+    res = train_probe(ProbeConfig(features_dir=str(graph.node_dir(p["features_node"]) / "features"), layer=p["layer"],
+                                  output_dir=str(d), num_threads=threads, **p["settings"]), on_log=on_log, log=log)
+    metrics = {"uuas": res.uuas, "dspr": res.dspr, "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr}
+    on_log(res.epochs, {f"final/{k}": v for k, v in metrics.items()})
+    if tracker and run_id:
+        tracker.log_artifact(run_id, d / "probe_result.json", "eval")
+    log(f"[probe] {node.id}: UUAS {res.uuas:.4f}, DSpr {res.dspr:.4f}")
+    return {"result": dataclasses.asdict(res), "metrics": metrics, "layer": p["layer"], "model": node.model}
+
+
+def _wic(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.wic import WicConfig, run_wic
+
+    p = node.params
+    res = run_wic(WicConfig(model=_model_dir(graph, p["model"], p["model_node"]), output_dir=str(d), seed=p["seed"],
+                            num_threads=threads, **p["settings"]), on_log=on_log, log=log)
+    on_log(res.steps, {"final/accuracy": res.accuracy})
+    if tracker and run_id:
+        tracker.log_artifact(run_id, d / "eval_results.json", "eval")
+    log(f"[wic] {node.id}: accuracy {res.accuracy:.4f}")
+    return {"result": dataclasses.asdict(res), "metrics": {"accuracy": res.accuracy}, "seed": p["seed"],
+            "model": node.model}
+
+
+def _winogender(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    from stages.winogender import WinogenderConfig, evaluate_winogender
+
+    p = node.params
+    res = evaluate_winogender(WinogenderConfig(model=str(graph.node_dir(p["finetune_node"]) / "model"),
+                                               output_dir=str(d), num_threads=threads, **p["settings"]), log=log)
+    metrics = {"accuracy": res.accuracy, "gender_parity": res.gender_parity}
+    on_log(0, {f"final/{k}": v for k, v in metrics.items()})
+    if tracker and run_id:
+        tracker.log_artifact(run_id, d / "eval_results.json", "eval")
+    log(f"[winogender] {node.id}: accuracy {res.accuracy:.4f}, gender parity {res.gender_parity:.4f}")
+    return {"result": dataclasses.asdict(res), "metrics": metrics, "seed": p["seed"], "model": node.model}

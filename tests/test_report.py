@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
+
 from orchestrator.config import REPO_ROOT, load_sweep
 from orchestrator.graph import build_graph
 from orchestrator.report import tables, write_report
@@ -56,3 +58,78 @@ def test_mean_and_sample_std_over_seeds(tmp_path):
     text, folder = write_report(g)
     assert (folder / "table2_glue_mean.csv").read_text().splitlines()[0] == "Lang,Vocab,CoLA,RTE,SST-2,AVG"
     assert "| S→en | en (random-map) | – | – | – | – |" in text
+
+
+def _demo_graph(tmp_path):
+    return build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path}"], base_dir=tmp_path))
+
+
+def test_table3_takes_the_layer_chosen_on_dev_and_reports_its_test_score(tmp_path):
+    from orchestrator.report import probing_tables
+
+    g = _demo_graph(tmp_path)
+    # layer 1 is best on dev UUAS, layer 2 best on test UUAS: the table must report layer 1's test value
+    probes = {0: (0.40, 0.50, 0.41, 0.52), 1: (0.60, 0.70, 0.58, 0.69), 2: (0.55, 0.75, 0.65, 0.74)}
+    for layer, (dev_u, dev_d, u, d) in probes.items():
+        _done(g, f"probe/S-to-en-frequency/layer{layer}", {"dev_uuas": dev_u, "dev_dspr": dev_d, "uuas": u, "dspr": d})
+    for seed, acc in ((1, 0.55), (2, 0.61)):
+        _done(g, f"wic/S-to-en-frequency/seed{seed}", {"accuracy": acc})
+    t3, t11, per_layer = probing_tables(g)
+    assert t3[0] == ["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)"]
+    row = next(r for r in t3 if r[:2] == ["S→en", "en"])
+    assert row[2] == pytest.approx(58.0) and row[4] == 1      # UUAS from dev-best layer 1, not test-best 2
+    assert row[3] == pytest.approx(74.0) and row[5] == 2      # DSpr: layer 2 is best on dev
+    assert row[6] == pytest.approx(statistics.mean([55, 61]))
+    srow = next(r for r in t11 if r[:2] == ["S→en", "en"])
+    assert srow[2] == pytest.approx(statistics.stdev([55, 61])) and srow[3] == 2
+    lrow = next(r for r in per_layer if r[:2] == ["S→en", "en"])
+    assert lrow[2:] == pytest.approx([41.0, 58.0, 65.0, 52.0, 69.0, 74.0])
+    assert next(r for r in t3 if r[:2] == ["en", "en"])[2:] == [None] * 5
+
+
+def test_forgetting_tables_and_figure3_differences(tmp_path):
+    from orchestrator.report import figure3_data, forgetting_tables
+
+    g = _demo_graph(tmp_path)
+    acc = {"S": (0.90, 0.70), "S-to-en-keep": (0.80, 0.75), "S-to-en-frequency": (0.70, 0.85),
+           "S-to-en-random-map": (0.60, 0.80)}  # (scandisent-S, scandisent-en), same on both seeds
+    for model, (src, en) in acc.items():
+        for seed in (1, 2):
+            _done(g, f"forget/{model}/scandisent-S/seed{seed}", {"accuracy": src})
+            _done(g, f"forget/{model}/scandisent-en/seed{seed}", {"accuracy": en})
+    _done(g, "forget/S/stsb-S/seed1", {"pearson": 0.8, "spearman": 0.7})
+    _done(g, "forget/S/stsb-S/seed2", {"pearson": 0.6, "spearman": 0.5})
+    t = forgetting_tables(g)["S"]
+    assert t["table8"][0] == ["Lang", "Vocab", "en", "S"]          # English first, as the paper's Table 8
+    assert next(r for r in t["table8"] if r[:2] == ["S", "S"])[2:] == pytest.approx([70.0, 90.0])
+    assert next(r for r in t["table9"] if r[:2] == ["S", "S"])[2:] == pytest.approx([70.0, 60.0])
+    f3 = figure3_data(g)
+    mean_s = statistics.mean(100 * v[0] for v in acc.values())
+    row = next(r for r in f3 if r[1] == "S" and r[2:4] == ["S→en", "en"])
+    assert row[4] == pytest.approx(100 * 0.70 - mean_s)
+    assert sum(r[4] for r in f3[1:] if r[1] == "en") == pytest.approx(0.0)
+    text, folder = write_report(g)
+    assert (folder / "figure3_scandisent.png").stat().st_size > 1000
+    assert "Table 8 shape" in text and (folder / "table9_stsb_S.csv").exists()
+
+
+def test_winogender_table_and_figure2_max_gain(tmp_path):
+    from orchestrator.report import figure2_data, winogender_table
+
+    g = _demo_graph(tmp_path)
+    for seed, (gps, acc) in ((1, (1.0, 0.5)), (2, (0.9, 0.52))):
+        _done(g, f"winogender/S-to-en-keep/seed{seed}", {"gender_parity": gps, "accuracy": acc})
+    row = next(r for r in winogender_table(g) if r[:2] == ["S→en", "S"])
+    assert row[2:] == pytest.approx([95.0, 51.0, 2])
+    glue = {"en-scratch": {"cola": 0.10, "rte": 0.50, "sst2": 0.70},
+            "S-to-en-frequency": {"cola": 0.30, "rte": 0.52, "sst2": 0.69},
+            "S-to-en-keep": {"cola": 0.20, "rte": 0.58, "sst2": 0.68}}
+    keys = {"cola": "mcc", "rte": "accuracy", "sst2": "accuracy"}
+    for model, scores in glue.items():
+        for task, v in scores.items():
+            for seed in (1, 2):
+                _done(g, f"finetune/{model}/{task}/seed{seed}", {keys[task]: v})
+    f2 = {r[1]: r[2] for r in figure2_data(g)[1:]}
+    assert f2 == pytest.approx({"CoLA": 20.0, "RTE": 8.0, "SST-2": -1.0})  # the better of frequency and keep
+    _, folder = write_report(g)
+    assert (folder / "figure2_max_gain.png").stat().st_size > 1000

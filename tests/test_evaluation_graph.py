@@ -1,0 +1,88 @@
+"""The evaluation suite in the trial graph: which nodes exist, what gates them, and the config errors."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.config import REPO_ROOT, ConfigError, load_sweep
+from orchestrator.graph import build_graph
+
+DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO_MODELS = ["S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep", "en-scratch", "S"]
+
+
+def demo(tmp_path, *overrides):
+    return build_graph(load_sweep(DEMO, [f"output_dir={tmp_path}", *overrides], base_dir=REPO_ROOT))
+
+
+def test_probe_nodes_share_one_features_node_per_model(tmp_path):
+    g = demo(tmp_path)
+    for model in DEMO_MODELS:
+        feat = g.nodes[f"features/{model}"]
+        assert feat.parents == (f"pretrain/{model}",)
+        for layer in (0, 1, 2):
+            probe = g.nodes[f"probe/{model}/layer{layer}"]
+            assert probe.parents == (feat.id,) and probe.params["layer"] == layer
+    assert len(g.by_kind()["probe"]) == 15 and len(g.by_kind()["features"]) == 5
+
+
+def test_winogender_is_gated_on_the_rte_fine_tune_that_keeps_its_model(tmp_path):
+    g = demo(tmp_path)
+    for model in DEMO_MODELS:
+        for seed in (1, 2):
+            w = g.nodes[f"winogender/{model}/seed{seed}"]
+            assert w.parents == (f"finetune/{model}/rte/seed{seed}",)
+            assert g.nodes[w.parents[0]].params["settings"]["save_model"] is True
+        # other tasks keep only metrics: their weights would fill the disk for nothing
+        assert g.nodes[f"finetune/{model}/cola/seed1"].params["settings"]["save_model"] is False
+
+
+def test_forgetting_runs_the_source_group_on_source_and_english_tasks(tmp_path):
+    g = demo(tmp_path)
+    forget = g.by_kind()["forget"]
+    assert {n.model for n in forget} == {"S", "S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep"}
+    assert {n.params["task"] for n in forget} == {"scandisent-S", "stsb-S", "scandisent-en"}
+    n = g.nodes["forget/S-to-en-keep/stsb-S/seed2"]
+    assert n.parents == ("pretrain/S-to-en-keep",)
+    assert n.params["settings"]["data_dir"].endswith("data/synthetic/stsb_S") and n.params["settings"]["hub_dataset"] is None
+    assert n.params["settings"]["learning_rate"] == 1e-3 and n.params["seed"] == 2
+
+
+def test_source_model_joins_the_graph_for_forgetting_even_without_direct_fine_tunes(tmp_path):
+    g = demo(tmp_path, "experiments.direct=[]")
+    assert "forget/S/scandisent-S/seed1" in g.nodes
+    assert not any(n.id.startswith("finetune/S/") for n in g.nodes.values())  # no GLUE rows for [S]
+
+
+def test_hub_data_for_forgetting_is_marked_with_a_prefix(tmp_path):
+    g = demo(tmp_path, "forgetting.data.stsb-S=hub:timpal0l/stsb_mt_sv")
+    s = g.nodes["forget/S/stsb-S/seed1"].params["settings"]
+    assert s["hub_dataset"] == "timpal0l/stsb_mt_sv" and s["data_dir"] is None
+
+
+def test_changing_a_probe_setting_reruns_probes_but_not_features(tmp_path):
+    a, b = demo(tmp_path), demo(tmp_path, "probe.rank=16")
+    assert a.nodes["features/S"].hash == b.nodes["features/S"].hash
+    assert a.nodes["probe/S/layer1"].hash != b.nodes["probe/S/layer1"].hash
+    assert a.nodes["finetune/S/rte/seed1"].hash == b.nodes["finetune/S/rte/seed1"].hash
+
+
+def test_sections_left_out_add_no_nodes(tmp_path):
+    g = demo(tmp_path, "probe=null", "wic=null", "forgetting=null", "winogender=null")
+    assert set(g.by_kind()) == {"tokenizer", "pretrain", "finetune"}
+    assert all(n.params["settings"]["save_model"] is False for n in g.by_kind()["finetune"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("probe.models=[nope]", "probe.models: unknown model 'nope'"),
+    ("winogender.models=[S-to-en]", "winogender.models: unknown model"),
+    ("finetune.tasks=[cola]", "add rte to finetune.tasks"),
+    ("sources.S.source_tasks=[sentiment-S]", "use scandisent-<lang> or stsb-<lang>"),
+    ("forgetting.english_tasks=[scandisent-fi]", "no data for task 'scandisent-fi'"),
+    ("probe.layers=[]", "probe.layers"),
+    ("probe.punctuation=drop", "probe.punctuation"),
+    ("wic.seeds=[]", "wic.seeds"),
+    ("wic.learnig_rate=1", "unknown key wic.learnig_rate"),
+])
+def test_bad_evaluation_settings_name_the_key(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        demo(tmp_path, override)
