@@ -21,8 +21,12 @@ def write_cfg(tmp_path: Path, mutate) -> Path:
     return p
 
 
+# The demo without its evaluation suite (tests/test_evaluation_graph.py covers those nodes).
+CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null"]
+
+
 def test_demo_graph_shape_and_dependencies(tmp_path):
-    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
     kinds = g.by_kind()
     assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "pretrain": 5, "finetune": 5 * 3 * 2}
     n = g.nodes
@@ -54,6 +58,13 @@ def test_paper_graph_matches_the_study(tmp_path):
     assert g.nodes["pretrain/nl-to-en-keep"].params["keep_vocab_size"] is None
     assert g.nodes["pretrain/sv-to-en-frequency"].resources == {"cpu": 8, "gpu": 1}
     assert g.nodes["finetune/sv/cola/seed1"].resources == {"cpu": 2, "gpu": 0.25}
+    # the evaluation suite: 13 probed layers and 5 WiC / Winogender seeds per model; forgetting for sv and fi
+    assert len(kinds["features"]) == 22 and len(kinds["probe"]) == 22 * 13
+    assert len(kinds["wic"]) == 22 * 5 and len(kinds["winogender"]) == 22 * 5
+    # sv: [sv] and its 3 transfers on scandisent-sv, stsb-sv, scandisent-en; fi: 4 models on 2 tasks; 5 seeds
+    assert len(kinds["forget"]) == (4 * 3 + 4 * 2) * 5
+    assert g.nodes["forget/sv/stsb-sv/seed1"].params["settings"]["hub_dataset"] == "timpal0l/stsb_mt_sv"
+    assert g.nodes["forget/fi-to-en-frequency/scandisent-fi/seed5"].params["settings"]["learning_rate"] == 4e-5
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -99,7 +110,7 @@ def _drain(gate: Gate) -> list[str]:
 
 
 def test_gate_releases_children_only_after_parents(tmp_path):
-    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
     gate = Gate(g, done=set())
     first = _drain(gate)
     assert sorted(first) == ["tokenizer/S-1000-cased", "tokenizer/en-1000-cased"]
@@ -116,7 +127,7 @@ def test_gate_releases_children_only_after_parents(tmp_path):
 
 
 def test_gate_fails_descendants_and_skips_done(tmp_path):
-    g = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
     done = {"tokenizer/S-1000-cased", "tokenizer/en-1000-cased", "pretrain/en-scratch"}
     gate = Gate(g, done=done)
     scratch_ft = [n for n in g.nodes if n.startswith("finetune/en-scratch/")]
@@ -137,7 +148,7 @@ def test_searcher_as_plain_object(tmp_path):
     from orchestrator.sweep import GatedSearcher
 
     g = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.tasks=[cola]", "finetune.seeds=[1]",
-                                                "experiments.vocab_modes=[keep]", "experiments.scratch=false"],
+                                                "experiments.vocab_modes=[keep]", "experiments.scratch=false", *CORE],
                                base_dir=tmp_path))
     searcher = GatedSearcher(Gate(g, set()), g, tracker=None, sweep_run_id=None, has_gpu=False, log=lambda *_: None)
     a = searcher.suggest("t1")
@@ -177,7 +188,8 @@ def test_changed_settings_invalidate_the_node_and_its_descendants(tmp_path):
     base = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
     ft = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.learning_rate=7e-4"], base_dir=tmp_path))
     changed = {n for n in base.nodes if base.nodes[n].hash != ft.nodes[n].hash}
-    assert changed == {n for n in base.nodes if n.startswith("finetune/")}
+    # the GLUE fine-tunes and what reads their models (Winogender); not the forgetting fine-tunes or probes
+    assert changed == {n for n in base.nodes if n.startswith(("finetune/", "winogender/"))}
     pre = build_graph(load_sweep(DEFAULT_CONFIG, ["pretrain.learning_rate=1e-3"], base_dir=tmp_path))
     changed = {n for n in base.nodes if base.nodes[n].hash != pre.nodes[n].hash}
     # continued pretraining and everything below it; not the tokenizers, not the source built with its own settings
