@@ -235,11 +235,12 @@ def _probe(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
     p = node.params
     res = train_probe(ProbeConfig(features_dir=str(graph.node_dir(p["features_node"]) / "features"), layer=p["layer"],
                                   output_dir=str(d), num_threads=threads, **p["settings"]), on_log=on_log, log=log)
-    metrics = {"uuas": res.uuas, "dspr": res.dspr, "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr}
-    on_log(res.epochs, {f"final/{k}": v for k, v in metrics.items()})
+    # uuas / dspr: the test split (or dev, when no test split is given: res.test_split says which)
+    metrics = {"uuas": res.test_uuas, "dspr": res.test_dspr, "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr}
+    on_log(res.epochs_run, {f"final/{k}": v for k, v in metrics.items()})
     if tracker and run_id:
         tracker.log_artifact(run_id, d / "probe_result.json", "eval")
-    log(f"[probe] {node.id}: UUAS {res.uuas:.4f}, DSpr {res.dspr:.4f}")
+    log(f"[probe] {node.id}: {res.test_split} UUAS {res.test_uuas:.4f}, DSpr {res.test_dspr:.4f}")
     return {"result": dataclasses.asdict(res), "metrics": metrics, "layer": p["layer"], "model": node.model}
 
 

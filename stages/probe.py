@@ -1,0 +1,372 @@
+"""The structural distance probe of Hewitt & Manning (2019), on features written by stages/features.py.
+
+A probe is one linear map B (rank x hidden). The squared distance it predicts between words i and j of a
+sentence is ||B(h_i - h_j)||^2, and it is trained so that this matches the number of edges between i and j
+in the gold dependency tree. If a layer encodes syntax linearly, a small B recovers the tree: the minimum
+spanning tree of the predicted distances (UUAS) and the ranking of distances per word (DSpr) are the
+paper's Table 3 metrics, computed here on the UD English-EWT test set as in H&M's evaluation.
+
+Everything below the training loop is a pure function, so the metrics are tested on hand-made matrices.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from stages.common import StageError, configure_threads, pick_device, set_seed, write_json
+from stages.features import StoredSentence, load_split_features, read_features_meta
+
+PUNCTUATION_CHOICES = ("exclude", "include")
+PUNCT_UPOS = "PUNCT"
+IMPROVEMENT = 1e-4  # a dev loss must beat the best by this much to count (H&M's threshold)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    features_dir: str
+    layer: int
+    output_dir: str
+    rank: int | None = None            # rows of B; None = the hidden size (H&M use full rank for BERT-base, 768)
+    epochs: int = 40
+    learning_rate: float = 1e-3
+    batch_size: int = 20               # sentences per step
+    patience: int = 4                  # stop after this many epochs without a better dev loss
+    lr_decay: float | None = 0.1       # ReduceLROnPlateau factor on the dev loss (H&M: 0.1, patience 0); None = off
+    seed: int = 0
+    punctuation: str = "exclude"       # "exclude": UPOS PUNCT words are left out of UUAS and DSpr (H&M)
+    min_words: int = 5                 # DSpr averages over sentence lengths min_words..max_words (H&M: 5-50)
+    max_words: int = 50
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    layer: int
+    rank: int
+    test_uuas: float
+    test_dspr: float
+    dev_uuas: float
+    dev_dspr: float
+    best_dev_loss: float
+    best_epoch: int
+    epochs_run: int
+    test_split: str                    # "test", or "dev" when the features have no test split
+    sentences_evaluated: int           # sentences of test_split that entered UUAS (at least one gold edge)
+    seconds: float
+    output_dir: str
+
+
+# --- pure functions ----------------------------------------------------------------------------------
+def tree_distances(heads: Sequence[int]) -> np.ndarray:
+    """[n, n] path lengths in the undirected tree; heads are 1-based with 0 for the root (CoNLL-U)."""
+    n = len(heads)
+    adjacency: list[list[int]] = [[] for _ in range(n)]
+    for i, h in enumerate(heads):
+        if h:
+            adjacency[i].append(h - 1)
+            adjacency[h - 1].append(i)
+    dist = np.full((n, n), -1, dtype=np.int64)
+    for source in range(n):  # one breadth-first search per word: O(n^2), n is a sentence
+        dist[source, source] = 0
+        queue = deque([source])
+        while queue:
+            u = queue.popleft()
+            for v in adjacency[u]:
+                if dist[source, v] < 0:
+                    dist[source, v] = dist[source, u] + 1
+                    queue.append(v)
+    if (dist < 0).any():
+        raise ValueError("tree_distances: the heads do not connect all words (more than one root or a cycle)")
+    return dist
+
+
+def mst_edges(dist: np.ndarray) -> list[tuple[int, int]]:
+    """Edges (i < j) of a minimum spanning tree of a symmetric distance matrix (Prim's algorithm).
+
+    Ties go to the lowest index, so the tree is deterministic. Any minimum spanning tree is a valid
+    decoding; with ties, UUAS can depend on which one is chosen (H&M break ties by sort order too).
+    """
+    dist = np.asarray(dist, dtype=np.float64)
+    n = dist.shape[0]
+    if n < 2:
+        return []
+    dist = np.nan_to_num((dist + dist.T) / 2, nan=np.inf)  # a diverged probe's NaNs must not break the tree
+    in_tree = np.zeros(n, dtype=bool)
+    in_tree[0] = True
+    best, parent = dist[0].copy(), np.zeros(n, dtype=np.int64)
+    edges = []
+    for _ in range(n - 1):
+        outside = np.flatnonzero(~in_tree)
+        j = int(outside[np.argmin(best[outside])])
+        edges.append((min(int(parent[j]), j), max(int(parent[j]), j)))
+        in_tree[j] = True
+        closer = dist[j] < best
+        best[closer], parent[closer] = dist[j][closer], j
+    return edges
+
+
+def uuas_counts(pred_dist: np.ndarray, heads: Sequence[int], keep: Sequence[bool] | None = None) -> tuple[int, int]:
+    """(correct, gold) undirected edges of one sentence.
+
+    Gold edges are the tree's (word, head) pairs whose two words are both kept; predicted edges are the
+    minimum spanning tree of `pred_dist` restricted to the kept words. H&M take the gold edges as the MST of
+    the gold distances over kept words instead; the two agree whenever dropped (punctuation) words are
+    leaves, which UD's guidelines make them.
+    """
+    n = len(heads)
+    keep_mask = np.ones(n, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    gold = {tuple(sorted((i, h - 1))) for i, h in enumerate(heads) if h and keep_mask[i] and keep_mask[h - 1]}
+    if not gold:
+        return 0, 0
+    kept = np.flatnonzero(keep_mask)
+    sub = np.asarray(pred_dist)[np.ix_(kept, kept)]
+    pred = {tuple(sorted((int(kept[a]), int(kept[b])))) for a, b in mst_edges(sub)}
+    return len(gold & pred), len(gold)
+
+
+def uuas(pred_dists: Sequence[np.ndarray], heads: Sequence[Sequence[int]],
+         keep: Sequence[Sequence[bool] | None] | None = None) -> float:
+    """Corpus UUAS: total correct edges / total gold edges over all sentences (see uuas_counts).
+
+    Sentences without gold edges (one word, or one kept word) add nothing; a corpus without any gives 0.0.
+    """
+    keeps = keep if keep is not None else [None] * len(heads)
+    correct = total = 0
+    for d, h, k in zip(pred_dists, heads, keeps):
+        c, t = uuas_counts(d, h, k)
+        correct, total = correct + c, total + t
+    return correct / total if total else 0.0
+
+
+def _row_spearman(pred: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of pred with the same row of gold (average ranks for ties)."""
+    rp, rg = rankdata(pred, axis=1), rankdata(gold, axis=1)
+    rp, rg = rp - rp.mean(axis=1, keepdims=True), rg - rg.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rp ** 2).sum(axis=1) * (rg ** 2).sum(axis=1))
+    # A constant row (a collapsed probe) ranks nothing: correlation 0, not NaN.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rp * rg).sum(axis=1) / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def dspr_by_length(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray],
+                   lengths: Sequence[int] | None = None) -> dict[int, float]:
+    """Mean per-word Spearman correlation for each sentence length (steps 1-2 of `dspr`)."""
+    per_length: dict[int, list[float]] = defaultdict(list)
+    lengths = lengths if lengths is not None else [len(g) for g in gold_dists]
+    for pred, gold, length in zip(pred_dists, gold_dists, lengths):
+        pred, gold = np.asarray(pred, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+        if gold.shape[0] < 2:
+            continue  # one word: a one-element row has no ranking
+        per_length[int(length)].extend(_row_spearman(pred, gold).tolist())
+    return {length: float(np.mean(values)) for length, values in sorted(per_length.items())}
+
+
+def dspr(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray], lengths: Sequence[int] | None = None,
+         min_words: int = 5, max_words: int = 50) -> float:
+    """Distance Spearman (DSpr.) as H&M define it.
+
+    1. For every sentence and every word i in it, the Spearman correlation between row i of the predicted
+       distance matrix and row i of the gold tree-distance matrix (ties get average ranks; the diagonal 0
+       is part of the row, as in H&M's code; a constant predicted row counts as 0).
+    2. These per-word correlations are averaged over all words of all sentences of the same length
+       (`lengths[s]`, default the matrix size; the probe passes the full sentence length even when
+       punctuation rows were dropped from the matrices, so that "length" means the sentence's length).
+    3. The result is the unweighted mean of the per-length averages over lengths min_words..max_words
+       (both inclusive); other lengths, and sentences with fewer than 2 rows, are left out. 0.0 if none is left.
+    """
+    by_length = dspr_by_length(pred_dists, gold_dists, lengths)
+    values = [v for length, v in by_length.items() if min_words <= length <= max_words]
+    return float(np.mean(values)) if values else 0.0
+
+
+# --- data --------------------------------------------------------------------------------------------
+@dataclass
+class _Split:
+    vectors: torch.Tensor                # float16 [words, hidden], converted to float32 per batch
+    sentences: list[StoredSentence]
+    gold: list[torch.Tensor]             # tree distances, float32 [n, n]
+
+
+def _load(features_dir: str, split: str, layer: int, device: torch.device) -> _Split:
+    vectors, sentences = load_split_features(features_dir, split, layer)
+    return _Split(torch.from_numpy(np.array(vectors)).to(device), sentences,
+                  [torch.from_numpy(tree_distances(s.heads).astype(np.float32)) for s in sentences])
+
+
+def _batch(split: _Split, idx: Sequence[int], device: torch.device):
+    """Padded word vectors [b, n, d], gold distances [b, n, n], pair mask [b, n, n] and lengths [b]."""
+    lengths = [len(split.sentences[i]) for i in idx]
+    n, d = max(lengths), split.vectors.shape[1]
+    x = torch.zeros((len(idx), n, d), dtype=torch.float32, device=device)
+    gold = torch.zeros((len(idx), n, n), dtype=torch.float32)
+    mask = torch.zeros((len(idx), n, n), dtype=torch.float32)
+    for b, (i, k) in enumerate(zip(idx, lengths)):
+        off = split.sentences[i].offset
+        x[b, :k] = split.vectors[off:off + k].float()
+        gold[b, :k, :k] = split.gold[i]
+        mask[b, :k, :k] = 1.0
+    return x, gold.to(device), mask.to(device), torch.tensor(lengths, dtype=torch.float32, device=device)
+
+
+def predicted_sq_distances(x: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
+    """||B(h_i - h_j)||^2 for all pairs, through norms and a Gram matrix: O(n^2 r) memory, not O(n^2 d)."""
+    t = x @ proj                                    # [b, n, r]
+    sq = (t * t).sum(-1)
+    return (sq.unsqueeze(2) + sq.unsqueeze(1) - 2 * t @ t.transpose(1, 2)).clamp_min(0.0)
+
+
+def distance_loss(pred: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """H&M's loss: per sentence, the L1 error summed over all word pairs / length^2, averaged over sentences."""
+    per_sentence = (torch.abs(pred - gold) * mask).sum(dim=(1, 2)) / lengths.pow(2)
+    return per_sentence.mean()
+
+
+def _dev_loss(split: _Split, proj: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(split.sentences), batch_size):
+            idx = list(range(start, min(start + batch_size, len(split.sentences))))
+            x, gold, mask, lengths = _batch(split, idx, device)
+            total += float(distance_loss(predicted_sq_distances(x, proj), gold, mask, lengths)) * len(idx)
+    return total / len(split.sentences)
+
+
+def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch.device) -> dict:
+    full, kept_pred, kept_gold, heads, keeps, lengths = [], [], [], [], [], []
+    with torch.no_grad():
+        for start in range(0, len(split.sentences), cfg.batch_size):
+            idx = list(range(start, min(start + cfg.batch_size, len(split.sentences))))
+            x, _, _, _ = _batch(split, idx, device)
+            pred = predicted_sq_distances(x, proj).double().cpu().numpy()
+            for b, i in enumerate(idx):
+                s = split.sentences[i]
+                n = len(s)
+                keep = (np.array([u != PUNCT_UPOS for u in s.upos], dtype=bool) if cfg.punctuation == "exclude"
+                        else np.ones(n, dtype=bool))
+                kept = np.flatnonzero(keep)
+                p = pred[b, :n, :n]
+                # UUAS takes the full matrix and the mask (gold edges come from the full tree); DSpr the kept rows.
+                full.append(p)
+                kept_pred.append(p[np.ix_(kept, kept)])
+                kept_gold.append(split.gold[i].numpy()[np.ix_(kept, kept)])
+                heads.append(s.heads)
+                keeps.append(keep)
+                lengths.append(n)
+    counts = [uuas_counts(p, h, k) for p, h, k in zip(full, heads, keeps)]
+    correct, total = sum(c for c, _ in counts), sum(t for _, t in counts)
+    by_length = dspr_by_length(kept_pred, kept_gold, lengths)
+    in_range = [v for n, v in by_length.items() if cfg.min_words <= n <= cfg.max_words]
+    return {"uuas": correct / total if total else 0.0,
+            "dspr": float(np.mean(in_range)) if in_range else 0.0,
+            "uuas_sentences": sum(1 for _, t in counts if t), "uuas_edges": total,
+            "dspr_lengths": len(in_range), "dspr_by_length": by_length}
+
+
+# --- training ----------------------------------------------------------------------------------------
+def _check_config(cfg: ProbeConfig) -> None:
+    problems = []
+    if cfg.punctuation not in PUNCTUATION_CHOICES:
+        problems.append(f"punctuation {cfg.punctuation!r} is not one of {', '.join(PUNCTUATION_CHOICES)}")
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.patience < 1:
+        problems.append(f"patience must be at least 1 epoch, got {cfg.patience}")
+    if not cfg.learning_rate > 0:
+        problems.append(f"learning_rate must be positive, got {cfg.learning_rate}")
+    if cfg.rank is not None and cfg.rank < 1:
+        problems.append(f"rank must be at least 1 or null (= hidden size), got {cfg.rank}")
+    if cfg.lr_decay is not None and not 0 < cfg.lr_decay < 1:
+        problems.append(f"lr_decay must be in (0, 1) or null (off), got {cfg.lr_decay}")
+    if not 1 <= cfg.min_words <= cfg.max_words:
+        problems.append(f"need 1 <= min_words <= max_words, got {cfg.min_words} and {cfg.max_words} (H&M: 5 and 50)")
+    if problems:
+        raise StageError("invalid ProbeConfig: " + "; ".join(problems))
+
+
+def train_probe(cfg: ProbeConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
+                log: Callable[[str], None] = print) -> ProbeResult:
+    t_start = time.time()
+    _check_config(cfg)
+    configure_threads(cfg.num_threads)
+    meta = read_features_meta(cfg.features_dir)
+    for needed in ("train", "dev"):
+        if needed not in meta["splits"]:
+            raise StageError(f"{cfg.features_dir} has no {needed!r} split (it has {meta['splits']}); the probe trains "
+                             "on train and early-stops on dev: add both to the features config's splits")
+    test_split = "test" if "test" in meta["splits"] else "dev"
+    if test_split == "dev":
+        log(f"[probe] WARNING {cfg.features_dir} has no test split: the reported test numbers are dev numbers")
+    # CPU keeps the run deterministic; a GPU is faster for UD-sized splits but may reorder float sums.
+    device = pick_device()
+    splits = {name: _load(cfg.features_dir, name, cfg.layer, device) for name in {"train", "dev", test_split}}
+    for name, split in splits.items():
+        if not split.sentences:
+            raise StageError(f"{cfg.features_dir} split {name!r} has no sentences (all skipped?); check "
+                             "features.json 'skipped' and raise max_length or fix the treebank")
+    hidden = int(meta["hidden_size"])
+    rank = cfg.rank or hidden
+    set_seed(cfg.seed)
+    proj = torch.nn.Parameter(torch.empty(hidden, rank, device=device))
+    torch.nn.init.uniform_(proj, -0.05, 0.05)  # H&M's initialisation
+    optimizer = torch.optim.Adam([proj], lr=cfg.learning_rate)
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_decay, patience=0)
+                 if cfg.lr_decay else None)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train = splits["train"]
+    log(f"[probe] layer {cfg.layer}, rank {rank}: {len(train.sentences):,} train / {len(splits['dev'].sentences):,} "
+        f"dev sentences, up to {cfg.epochs} epochs, on {device.type}")
+
+    best_loss, best_epoch, best_proj, epoch, history = math.inf, 0, proj.detach().clone(), 0, []
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.randperm(len(train.sentences), generator=generator).tolist()
+        train_total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            x, gold, mask, lengths = _batch(train, idx, device)
+            loss = distance_loss(predicted_sq_distances(x, proj), gold, mask, lengths)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_total += float(loss.detach()) * len(idx)
+        train_loss = train_total / len(order)
+        dev_loss = _dev_loss(splits["dev"], proj.detach(), cfg.batch_size, device)
+        if scheduler is not None:
+            scheduler.step(dev_loss)
+        entry = {"train/loss": train_loss, "dev/loss": dev_loss, "train/lr": optimizer.param_groups[0]["lr"]}
+        history.append({"epoch": epoch, **entry})
+        if on_log:
+            on_log(epoch, entry)
+        if dev_loss < best_loss - IMPROVEMENT:
+            best_loss, best_epoch, best_proj = dev_loss, epoch, proj.detach().clone()
+        log(f"[probe] layer {cfg.layer} epoch {epoch}: train loss {train_loss:.4f}, dev loss {dev_loss:.4f}"
+            + (" (best)" if best_epoch == epoch else ""))
+        if epoch - best_epoch >= cfg.patience:
+            log(f"[probe] early stop: no better dev loss for {cfg.patience} epochs (best {best_loss:.4f} at "
+                f"epoch {best_epoch})")
+            break
+
+    # The reported probe is the one with the best dev loss, not the last one.
+    dev_metrics = _evaluate(splits["dev"], best_proj, cfg, device)
+    test_metrics = dev_metrics if test_split == "dev" else _evaluate(splits[test_split], best_proj, cfg, device)
+    result = ProbeResult(layer=cfg.layer, rank=rank, test_uuas=test_metrics["uuas"], test_dspr=test_metrics["dspr"],
+                         dev_uuas=dev_metrics["uuas"], dev_dspr=dev_metrics["dspr"], best_dev_loss=best_loss,
+                         best_epoch=best_epoch, epochs_run=epoch, test_split=test_split,
+                         sentences_evaluated=test_metrics["uuas_sentences"], seconds=time.time() - t_start,
+                         output_dir=str(cfg.output_dir))
+    log(f"[probe] layer {cfg.layer}: {test_split} UUAS {result.test_uuas:.4f}, DSpr {result.test_dspr:.4f} "
+        f"({test_metrics['uuas_sentences']:,} sentences, {test_metrics['dspr_lengths']} lengths in "
+        f"{cfg.min_words}-{cfg.max_words}); dev UUAS {result.dev_uuas:.4f}, DSpr {result.dev_dspr:.4f}")
+    out = Path(cfg.output_dir)
+    write_json(out / "probe_result.json", {**asdict(result), "config": asdict(cfg), "history": history,
+                                           "test_details": test_metrics, "dev_details": dev_metrics,
+                                           "features_model": meta.get("model")})
+    return result
