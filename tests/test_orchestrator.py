@@ -169,18 +169,36 @@ def test_sweep_settings_are_stage_config_fields_with_the_same_defaults():
     """The sweep-level sections are passed to the stage configs as **kwargs: they must not drift apart."""
     import dataclasses
 
-    from orchestrator.config import FinetuneSettings, PretrainSettings
+    from orchestrator.config import (FinetuneSettings, ForgettingSettings, PretrainSettings, ProbeSettings,
+                                     WicSettings, WinogenderSettings)
+    from stages.features import FeaturesConfig
     from stages.finetune import FinetuneConfig
     from stages.pretrain import PretrainConfig
+    from stages.probe import ProbeConfig
+    from stages.wic import WicConfig
+    from stages.winogender import WinogenderConfig
 
-    for settings, stage, sweep_only in ((PretrainSettings, PretrainConfig, set()),
-                                        (FinetuneSettings, FinetuneConfig, {"tasks", "seeds"})):
+    probe_only = {"train", "dev", "test", "models"}
+    long_runs = {"eval_every", "checkpoint_every"}          # sweep defaults sized for long real runs
+    table6 = {"learning_rate", "batch_size", "epochs"}      # forgetting: Table 6, not the stage's Table 5
+    # (settings, stage config, sweep-only fields, fields whose defaults differ on purpose)
+    cases = [(PretrainSettings, PretrainConfig, set(), long_runs),
+             (FinetuneSettings, FinetuneConfig, {"tasks", "seeds"}, set()),
+             (ForgettingSettings, FinetuneConfig, {"data", "english_tasks", "seeds"}, table6),
+             (WicSettings, WicConfig, {"seeds", "models"}, set()),
+             (WinogenderSettings, WinogenderConfig, {"models"}, set()),
+             # the probe section feeds two stages: extraction settings and probe-training settings
+             (ProbeSettings, FeaturesConfig, probe_only | {"rank", "punctuation", "epochs", "learning_rate",
+                                                           "batch_size", "patience", "seed"}, {"layers"}),
+             (ProbeSettings, ProbeConfig, probe_only | {"hub_dataset", "hub_config", "layers", "pooling",
+                                                        "max_length", "max_sentences"}, set())]
+    for settings, stage, sweep_only, differ in cases:
         stage_fields = {f.name: f for f in dataclasses.fields(stage)}
         for f in dataclasses.fields(settings):
             if f.name in sweep_only:
                 continue
             assert f.name in stage_fields, f"{settings.__name__}.{f.name} is not a {stage.__name__} field"
-            if f.name not in ("eval_every", "checkpoint_every"):  # sweep defaults sized for long real runs
+            if f.name not in differ:
                 assert f.default == stage_fields[f.name].default, f"{settings.__name__}.{f.name} default differs"
 
 
