@@ -22,12 +22,46 @@ attractor, word order, negation scope, which clause follows "but", who did what 
 also writes gold dependency trees of E sentences as CoNLL-U, and measures majority / unigram / bigram
 baselines into the manifest.
 
+E has homographs (`homographs` pairs, 16 by default): pairs of lexemes that share all their forms, an
+animate and an inanimate noun (only animate nouns are subjects of verbs) or two transitive verbs, always
+of different topics, so the sense shows in the context. The E corpus holds them, so a model pretrained on
+E can learn to tell the senses apart; S keeps distinct words. Every other form is unique within its
+language. With homographs=0 the files are byte-identical to those of the generator before homographs
+existed; with homographs they differ only in the homographs' forms (and "a" -> "an" before them), since
+forms are drawn after and apart from everything else. Merging two lexemes' forms also merges their E
+counts, which slightly lowers the E/S frequency-rank correlation for those 2 x `homographs` lexemes.
+
+The rest of the paper's evaluation suite, each file from its own random stream (a task knob changes no
+corpus and no other task):
+
+* `wic/{train,dev}/{split}.data.txt` and `.gold.txt`, WiC in E (official layout): `lemma POS i-j
+  sentence1 sentence2` with POS N or V, whitespace-tokenized sentences, i and j the 0-based indices of the
+  (possibly inflected) target form; gold T (the same lexeme in both sentences) or F (the two lexemes of a
+  homograph pair), balanced. Column 1 is the shared base form; the CoNLL-U LEMMA column keeps the lexemes
+  apart instead, as "<base>-1" / "<base>-2" (the PDT way of numbering homonymous lemmas).
+* `scandisent/S.csv` and `scandisent/en.csv`, ScandiSent layout (CSV with header `text,label`, 1 positive):
+  the first `scandisent_train` rows train, the last `scandisent_eval` rows evaluate, each part balanced;
+  reviews from the SST-2 polarity grammar (negation, contrast) realized in S and in E ("en": E plays
+  English in all reports).
+* `stsb_S/{train,dev}.tsv`, STS-B in S (GLUE STS-B layout): an S sentence and an edited copy of the same
+  abstract clause, scored 5 minus the cost of the edits (paraphrase-like ones cost little, negation and role
+  swaps much) plus small noise, or two unrelated sentences (score near 0); the filename column names the
+  edits. Word overlap ranks the pairs only roughly (Spearman ~0.7 on dev).
+* `superglue/AX-g/AX-g.jsonl`, Winogender-style AX-g in E: minimal pairs that differ only in "he"/"she",
+  with the same gold label. The pronouns and the frame verbs ("told", ...) are real English words that
+  occur nowhere else (not in the corpus, not in any other task). It is a pipeline check: models fine-tuned
+  on RTE do not solve it, as in the paper, where every model was at chance.
+
+`label_noise` applies to CoLA, SST-2 and RTE only.
+
 Everything is deterministic in the config: Python's `random.Random` seeded with strings per stream (corpus E,
 corpus S, each task), no hash-order dependence, so the same config gives byte-identical files.
 """
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 import os
 import random
@@ -41,9 +75,10 @@ from pathlib import Path
 from stages.common import StageError, read_json, write_json
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 TASKS = ["cola", "sst2", "rte"]
 GLUE_FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "rte": "RTE"}
+SCANDISENT_LANGS = {"S": "S", "E": "en"}    # language -> file stem (E plays English: en.csv)
 
 
 @dataclass(frozen=True)
@@ -80,6 +115,12 @@ class SyntheticConfig:
     rte_voice_rate: float = 0.3        # hypotheses that toggle active/passive (in both classes)
     rte_hard_share: float = 0.5        # not_entailment by a bag-preserving change (role swap, wrong subject,
                                        # moved adjective) rather than by negation or number
+    # evaluation-suite extras (each from its own random stream; only `homographs` touches the E corpus)
+    homographs: int = 16               # pairs of E lexemes sharing their forms (ceil(h/2) noun pairs, floor(h/2)
+                                       # transitive-verb pairs); 0 keeps every E form unique. WiC is built on them
+    scandisent_train: int = 1500       # ScandiSent rows per language: train part (first rows of the CSV) ...
+    scandisent_eval: int = 500         # ... and eval part (last rows); the loader cuts at 3/4, so keep 3:1
+    axg_pairs: int = 150               # AX-g minimal pairs (two examples each, "he" and "she")
 
 
 @dataclass(frozen=True)
@@ -89,6 +130,11 @@ class SyntheticResult:
     glue_dir: str               # folder with CoLA/, SST-2/, RTE/ (official GLUE TSV layouts)
     tasks: list[str]            # GLUE task names written
     conllu: dict[str, str]      # {"train": ..., "dev": ..., "test": ...} gold trees of E sentences
+    wic_dir: str | None         # WiC folder (train/, dev/ in the official layout) over E homographs; None if
+                                # homographs=0
+    scandisent: dict[str, str]  # {"S": ".../scandisent/S.csv", "en": ".../scandisent/en.csv"} (text,label CSV)
+    stsb_dir: str               # STS-B in S: folder with train.tsv, dev.tsv (GLUE STS-B layout)
+    axg: str                    # AX-g in E: .../superglue/AX-g/AX-g.jsonl (Winogender-style, a pipeline check)
     stats: dict                 # sizes, label balance, baselines, generation time
 
 
@@ -185,8 +231,11 @@ def _e_participle(w: str) -> str:
 class Lexicon:
     """Abstract lexemes (ids ranked by frequency within their category) and their E and S forms.
 
-    Every surface form is unique within its language (no homographs, so trees and tasks are unambiguous)
-    and no form occurs in both languages: the only shared word types are punctuation.
+    Every surface form is unique within its language except the declared homographs (`homograph_pairs`:
+    E noun or transitive-verb lexemes that share all their forms; WiC is built on them), and no form occurs
+    in both languages: the only shared word types are punctuation. The CoNLL-U lemmas of E
+    (`noun_lemma_e`, `tverb_lemma_e`) stay distinct per lexeme: the base form, or "<base>-1" / "<base>-2"
+    for the two lexemes of a homograph pair. `topic_of[category][id]` is each content lexeme's topic.
     """
 
     def __init__(self, cfg: SyntheticConfig):
@@ -243,6 +292,7 @@ class Lexicon:
         T = cfg.topics
         topic = {c: [int(rng.random() * T) for _ in range(n)]
                  for c, n in (("noun", n_noun), ("tv", n_tv), ("iv", n_iv), ("adj", n_adj), ("adv", n_adv))}
+        self.topic_of = topic
         s = cfg.zipf_exponent
         weight = [1.0 / (r + 2.7) ** s for r in range(max(n_noun, n_tv, n_iv, n_adj, n_adv))]
         self.t_noun = _Table(list(range(n_noun)), weight, topic["noun"], T)
@@ -258,6 +308,58 @@ class Lexicon:
         self.t_adj_neg = _Table(self.adj_neg, weight)
         self.t_adv = _Table(list(range(n_adv)), weight, topic["adv"], T)
         self.t_prep = _Table(list(range(len(PREP_E))), weight)
+
+        # CoNLL-U lemmas of E nouns and transitive verbs (the base form; homographs get a sense number)
+        self.noun_lemma_e = [f[0] for f in self.noun_e]
+        self.tverb_lemma_e = [f[0] for f in self.tverb_e]
+        self.homograph_pairs: list[tuple[str, int, int]] = []   # (category "noun"/"tverb", owner id, other id)
+        if cfg.homographs:
+            self._make_homographs(cfg)
+
+    def _make_homographs(self, cfg: SyntheticConfig) -> None:
+        """Let `cfg.homographs` pairs of E lexemes share their forms (after everything else is drawn, from its
+        own random stream: the rest of the world, and S, stay as they are). The more frequent lexeme of a
+        pair keeps its forms and the other takes them over; the other's old forms leave the language.
+
+        Noun pairs (ceil(h / 2)) join an animate and an inanimate noun of the more frequent half, so only
+        the animate sense is the subject of a verb; verb pairs (floor(h / 2)) come from the less frequent
+        half of the transitive verbs, where no sentiment verb ever is (whatever `sentiment_words`). Both
+        members of a pair belong to different topics (when there are several), so their contexts differ.
+        """
+        rng = random.Random(f"{cfg.seed}:homographs")
+        n_noun_pairs, n_verb_pairs = cfg.homographs - cfg.homographs // 2, cfg.homographs // 2
+        top = len(self.noun_e) // 2
+        animate = [i for i in range(top) if self.animate[i]]
+        inanimate = [i for i in range(top) if not self.animate[i]]
+        verbs = list(range(len(self.tverb_e) // 2, len(self.tverb_e)))
+        rng.shuffle(animate)
+        rng.shuffle(inanimate)
+        rng.shuffle(verbs)
+        pairs = []
+        for cat, firsts, seconds, n in (("noun", animate, inanimate, n_noun_pairs), ("tverb", verbs, verbs, n_verb_pairs)):
+            topic = self.topic_of["noun" if cat == "noun" else "tv"]
+            used: set[int] = set()
+            found = 0
+            for a in firsts:
+                if found == n:
+                    break
+                if a in used:
+                    continue
+                for b in seconds:
+                    if b != a and b not in used and (topic[a] != topic[b] or cfg.topics == 1):
+                        used.update((a, b))
+                        pairs.append((cat, min(a, b), max(a, b)))
+                        found += 1
+                        break
+            if found < n:
+                raise StageError(f"synthetic: homographs={cfg.homographs} asks for {n} {cat} pairs but only {found} "
+                                 f"can be formed (animate + inanimate nouns of the frequent half, transitive verbs "
+                                 f"of the rare half, in different topics); lower homographs or raise the lexicon")
+        for cat, a, b in sorted(pairs):
+            forms, lemmas = (self.noun_e, self.noun_lemma_e) if cat == "noun" else (self.tverb_e, self.tverb_lemma_e)
+            forms[b] = forms[a]
+            lemmas[a], lemmas[b] = f"{forms[a][0]}-1", f"{forms[a][0]}-2"
+        self.homograph_pairs = sorted(pairs)
 
     def _make(self, rng, n, maker):
         """n lexemes' form tuples; shorter ones for frequent ranks. Collisions are redrawn."""
@@ -580,7 +682,8 @@ class RealizerE:
             toks.append([form, form, "ADJ", "Degree=Pos", None, "amod"])
         head = len(toks)
         forms = lex.noun_e[np.noun]
-        toks.append([forms[np.plural], forms[0], "NOUN", "Number=Plur" if np.plural else "Number=Sing", None, None])
+        toks.append([forms[np.plural], lex.noun_lemma_e[np.noun], "NOUN", "Number=Plur" if np.plural else "Number=Sing",
+                     None, None])
         for d in deps:
             toks[d][4] = head
         if np.pp is not None:
@@ -598,7 +701,7 @@ class RealizerE:
         toks[c][4] = n
         toks[n][4], toks[n][5] = head, deprel
 
-    def _verb_group(self, forms, plural, neg, deg, toks) -> int:
+    def _verb_group(self, forms, lemma, plural, neg, deg, toks) -> int:
         """Negation ("does not" + base form, or "never" + finite form), degree adverb and verb; returns
         the verb's index (its dependents here are already attached to it)."""
         deps = []
@@ -621,9 +724,9 @@ class RealizerE:
         if finite:
             feats = ("Number=Plur|Tense=Pres|VerbForm=Fin" if plural else
                      "Number=Sing|Person=3|Tense=Pres|VerbForm=Fin")
-            toks.append([forms[0] if plural else forms[1], forms[0], "VERB", feats, None, None])
+            toks.append([forms[0] if plural else forms[1], lemma, "VERB", feats, None, None])
         else:
-            toks.append([forms[0], forms[0], "VERB", "VerbForm=Inf", None, None])
+            toks.append([forms[0], lemma, "VERB", "VerbForm=Inf", None, None])
         for d in deps:
             toks[d][4] = v
         return v
@@ -634,11 +737,13 @@ class RealizerE:
         toks.append(["that", "that", "PRON", "PronType=Rel", None, "nsubj" if rc.kind != "obj" else "obj"])
         if rc.kind == "obj":
             s = self.np(rc.other, toks)
-            v = self._verb_group(lex.tverb_e[rc.verb], rc.other.plural ^ rc.vflip, rc.neg, -1, toks)
+            v = self._verb_group(lex.tverb_e[rc.verb], lex.tverb_lemma_e[rc.verb], rc.other.plural ^ rc.vflip,
+                                 rc.neg, -1, toks)
             toks[s][4], toks[s][5] = v, "nsubj"
         else:
-            forms = lex.tverb_e[rc.verb] if rc.kind == "subj" else lex.iverb_e[rc.verb]
-            v = self._verb_group(forms, head_np.plural ^ rc.vflip, rc.neg, -1, toks)
+            forms, lemma = ((lex.tverb_e[rc.verb], lex.tverb_lemma_e[rc.verb]) if rc.kind == "subj"
+                            else (lex.iverb_e[rc.verb], lex.iverb_e[rc.verb][0]))
+            v = self._verb_group(forms, lemma, head_np.plural ^ rc.vflip, rc.neg, -1, toks)
             if rc.kind == "subj":
                 o = self.np(rc.other, toks)
                 toks[o][4], toks[o][5] = v, "obj"
@@ -650,8 +755,9 @@ class RealizerE:
         s = self.np(c.subj, toks)
         plural = c.subj.plural ^ c.vflip
         if c.kind in ("tr", "in"):
-            forms = lex.tverb_e[c.pred] if c.kind == "tr" else lex.iverb_e[c.pred]
-            h = self._verb_group(forms, plural, c.neg, c.deg, toks)
+            forms, lemma = ((lex.tverb_e[c.pred], lex.tverb_lemma_e[c.pred]) if c.kind == "tr"
+                            else (lex.iverb_e[c.pred], lex.iverb_e[c.pred][0]))
+            h = self._verb_group(forms, lemma, plural, c.neg, c.deg, toks)
             toks[s][4], toks[s][5] = h, "nsubj"
             if c.kind == "tr":
                 o = self.np(c.obj, toks)
@@ -678,7 +784,8 @@ class RealizerE:
             else:
                 h = len(toks)
                 forms = lex.tverb_e[c.pred]
-                toks.append([forms[2], forms[0], "VERB", "Tense=Past|VerbForm=Part|Voice=Pass", None, None])
+                toks.append([forms[2], lex.tverb_lemma_e[c.pred], "VERB", "Tense=Past|VerbForm=Part|Voice=Pass", None,
+                             None])
                 toks[s][4], toks[s][5] = h, "nsubj:pass"
                 if c.obj is not None:
                     by = len(toks)
@@ -1106,6 +1213,20 @@ def _sst_eval_clause(g: Grammar, polarity: int, cfg: SyntheticConfig) -> Clause:
     return c
 
 
+def _polar_sentence(g: Grammar, pol: int, cfg: SyntheticConfig) -> tuple[Sentence, str]:
+    """A sentence whose meaning has polarity `pol` (+1/-1): one evaluative clause, two in contrast ("A, but B",
+    "although A, B": B decides), or one joined with a neutral clause. Shared by SST-2 and ScandiSent."""
+    rng = g.rng
+    x = rng.random()
+    if x < cfg.sst_contrast_rate:
+        a, b = _sst_eval_clause(g, -pol, cfg), _sst_eval_clause(g, pol, cfg)
+        return Sentence([a, b], "but" if rng.random() < 0.6 else "although"), "contrast"
+    if x < cfg.sst_contrast_rate + 0.1:
+        e, n = _sst_eval_clause(g, pol, cfg), g.clause()
+        return Sentence([e, n] if rng.random() < 0.5 else [n, e], "and"), "with_neutral"
+    return Sentence([_sst_eval_clause(g, pol, cfg)]), "single"
+
+
 def _sst2(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
     rng = random.Random(f"{cfg.seed}:sst2")
     g = Grammar(lex, rng, SST_PROFILE, cfg)
@@ -1113,16 +1234,7 @@ def _sst2(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
 
     def make(label):
         g.new_document()
-        pol = 1 if label == 1 else -1
-        x = rng.random()
-        if x < cfg.sst_contrast_rate:
-            a, b = _sst_eval_clause(g, -pol, cfg), _sst_eval_clause(g, pol, cfg)
-            s, kind = Sentence([a, b], "but" if rng.random() < 0.6 else "although"), "contrast"
-        elif x < cfg.sst_contrast_rate + 0.1:
-            e, n = _sst_eval_clause(g, pol, cfg), g.clause()
-            s, kind = Sentence([e, n] if rng.random() < 0.5 else [n, e], "and"), "with_neutral"
-        else:
-            s, kind = Sentence([_sst_eval_clause(g, pol, cfg)]), "single"
+        s, kind = _polar_sentence(g, 1 if label == 1 else -1, cfg)
         toks = real.sentence(s)
         if not 4 <= _words(toks) <= 25:
             return None
@@ -1244,6 +1356,12 @@ def _embedded(np: NP) -> list[NP]:
     return out
 
 
+def _homographs(lex: Lexicon, a: int, b: int) -> bool:
+    """Two different nouns that E writes alike: a wrong subject or predicate made of one for the other would
+    read exactly like the true statement, so RTE leaves such NPs out (never the case with homographs=0)."""
+    return a != b and lex.noun_e[a] is lex.noun_e[b]
+
+
 MEANING_CHANGES = ("negate", "number", "swap", "move_adj", "wrong_subject", "wrong_predicate")
 
 
@@ -1261,7 +1379,8 @@ def _meaning_changes(c: Clause, lex: Lexicon, wrong_predicates: list) -> list[st
         if any(all(a != b for b, _ in dst.adjs) for src, dst in ((c.subj, c.obj), (c.obj, c.subj))
                for a, _ in src.adjs):
             ops.append("move_adj")
-    if any(c.kind in ("cop", "pass") or lex.animate[x.noun] for x in _embedded(c.subj)):
+    if any((c.kind in ("cop", "pass") or lex.animate[x.noun]) and not _homographs(lex, x.noun, c.subj.noun)
+           for x in _embedded(c.subj)):
         ops += ["wrong_subject", "wrong_subject"]
     if wrong_predicates:
         ops += ["wrong_predicate", "wrong_predicate"]
@@ -1289,7 +1408,8 @@ def _apply_change(op: str, c: Clause, rng: random.Random, lex: Lexicon, wrong_pr
         dst.adjs.insert(0, a)
         return a[0]
     elif op == "wrong_subject":
-        cands = [x for x in _embedded(c.subj) if c.kind in ("cop", "pass") or lex.animate[x.noun]]
+        cands = [x for x in _embedded(c.subj) if (c.kind in ("cop", "pass") or lex.animate[x.noun])
+                 and not _homographs(lex, x.noun, c.subj.noun)]
         new = copy.deepcopy(cands[int(rng.random() * len(cands))])
         new.rc, new.pp = None, None
         c.subj = new
@@ -1352,7 +1472,8 @@ def _rte_hypothesis(label: int, prem: Clause, rng: random.Random, lex: Lexicon, 
                 slots = _np_slots(hyp)
                 opts = _predicate_options(hyp)
                 np, adj = opts[int(rng.random() * len(opts))]
-                wrong_predicates = [x for x in slots if x.noun != np.noun and all(adj != b for b, _ in x.adjs)]
+                wrong_predicates = [x for x in slots if x.noun != np.noun and not _homographs(lex, x.noun, np.noun)
+                                    and all(adj != b for b, _ in x.adjs)]
                 hyp = Clause("cop", _bare(np, drop_adj=adj), adj)   # true even if the premise is negated
             ops.append(op)
     # 2. not_entailment: exactly one meaning change. Bag-preserving ones (rte_hard_share) leave the words
@@ -1421,6 +1542,393 @@ def _rte_tsv(exs: list) -> str:
     rows = [f"{i}\t{ex['text']}\t{ex['text2']}\t{'entailment' if ex['label'] else 'not_entailment'}\n"
             for i, ex in enumerate(exs)]
     return "index\tsentence1\tsentence2\tlabel\n" + "".join(rows)
+
+
+# --- WiC (E) --------------------------------------------------------------------------------------
+# Slots a target noun may fill. Only animate nouns are subjects of verbs (active subject, passive agent);
+# objects and subjects of copulas and passives may be either, so the slot tells the sense only sometimes
+# and the topic of the context does the rest.
+WIC_NOUN_SLOTS = {True: ("subj_tr", "subj_in", "agent", "obj", "subj_cop", "subj_pass"),
+                  False: ("obj", "subj_cop", "subj_pass")}
+WIC_SLOT_KIND = {"subj_tr": "tr", "subj_in": "in", "agent": "pass", "obj": "tr", "subj_cop": "cop", "subj_pass": "pass"}
+
+
+def _wic_sentence(g: Grammar, real: RealizerE, cat: str, lexeme: int):
+    """A sentence in which `lexeme` (a noun or transitive verb) occurs exactly once (no other form of it or
+    of its homograph), in a slot its class allows, in a document of its own topic. Returns (tokens with the
+    first one capitalized, index of the target, slot) or None."""
+    lex, r = g.lex, g.rng.random
+    g.topic = lex.topic_of["noun" if cat == "noun" else "tv"][lexeme] if g.n_topics > 1 else -1
+    if cat == "noun":
+        animate = lex.animate[lexeme]
+        slots = WIC_NOUN_SLOTS[animate]
+        slot = slots[int(r() * len(slots))]
+        c = g.clause(WIC_SLOT_KIND[slot])
+        if slot == "agent" and c.obj is None:
+            c.obj = g.np(True)
+        np = c.obj if slot in ("obj", "agent") else c.subj
+        np.noun = lexeme
+        if not animate and np.rc is not None and np.rc.kind != "obj":
+            np.rc = None          # "the <thing> that sees ..." would break the animacy of subjects
+        targets = set(lex.noun_e[lexeme])
+    else:
+        slot = "active" if r() < 0.7 else "passive"
+        c = g.clause("tr" if slot == "active" else "pass")
+        c.pred = lexeme
+        targets = set(lex.tverb_e[lexeme])
+    if r() < 0.3:
+        other = g.clause()
+        s = Sentence([c, other] if r() < 0.6 else [other, c], "and" if r() < 0.5 else "but")
+    else:
+        s = Sentence([c])
+    toks = real.sentence(s)
+    if not 5 <= _words(toks) <= 25:
+        return None
+    forms = [t[0] for t in toks]
+    hits = [i for i, f in enumerate(forms) if f in targets]
+    if len(hits) != 1:
+        return None
+    forms[0] = forms[0][:1].upper() + forms[0][1:]
+    return forms, hits[0], slot
+
+
+def _wic(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
+    """Word-in-context pairs over the homographs: label 1 ("T") when both sentences use the same lexeme,
+    0 ("F") when they use the two lexemes that share the form. Balanced; T pairs use either sense equally."""
+    rng = random.Random(f"{cfg.seed}:wic")
+    g = Grammar(lex, rng, BASE_PROFILE, cfg)
+    real = RealizerE(lex)
+    pairs = lex.homograph_pairs
+
+    def make(label):
+        cat, a, b = pairs[int(rng.random() * len(pairs))]
+        first = a if rng.random() < 0.5 else b
+        second = first if label == 1 else (b if first == a else a)
+        one, two = _wic_sentence(g, real, cat, first), _wic_sentence(g, real, cat, second)
+        if one is None or two is None or one[0] == two[0]:
+            return None
+        (f1, i1, slot1), (f2, i2, slot2) = one, two
+        lemma = (lex.noun_e if cat == "noun" else lex.tverb_e)[a][0]
+        s1, s2 = " ".join(f1), " ".join(f2)
+        return {"key": s1 + "\t" + s2, "text": s1, "text2": s2, "label": label, "lemma": lemma,
+                "pos": "N" if cat == "noun" else "V", "i": i1, "j": i2, "lexemes": (cat, first, second),
+                "slots": (slot1, slot2)}
+
+    seen: set = set()
+    splits, kinds = {}, {}
+    for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size)):
+        labels = _balanced_labels(rng, n)
+        splits[split] = _unique_examples(n, lambda i: make(labels[i]), seen)
+        for ex in splits[split]:
+            for slot in ex["slots"]:
+                k = f"{ex['lexemes'][0]}:{slot}"
+                kinds[k] = kinds.get(k, 0) + 1
+    return splits, {"slots": dict(sorted(kinds.items()))}
+
+
+def _wic_files(exs: list) -> tuple[str, str]:
+    """Official WiC layout: data lines `lemma POS i-j sentence1 sentence2` and gold lines `T`/`F`."""
+    data = "".join(f"{ex['lemma']}\t{ex['pos']}\t{ex['i']}-{ex['j']}\t{ex['text']}\t{ex['text2']}\n" for ex in exs)
+    gold = "".join("T\n" if ex["label"] else "F\n" for ex in exs)
+    return data, gold
+
+
+def _wic_stats(splits: dict) -> dict:
+    """Sizes and balance, and baselines that see no sense: majority, the overlap regression of RTE, and "T
+    iff the target has the same form in both sentences" (inflection is drawn independently of the label).
+    Bags of words are left out: separate bags cannot relate the two sentences (they sit at chance)."""
+    st = {}
+    for split, exs in splits.items():
+        lens = [len(ex["text"].split()) + len(ex["text2"].split()) for ex in exs]
+        st[split] = {"examples": len(exs), "positive_rate": round(sum(ex["label"] for ex in exs) / len(exs), 4),
+                     "mean_words": round(sum(lens) / len(lens), 2), "max_words": max(lens),
+                     "lemmas": len({ex["lemma"] for ex in exs})}
+    train, dev = splits["train"], splits["dev"]
+    majority = 1 if sum(ex["label"] for ex in train) >= len(train) / 2 else 0
+    same_form = sum(int((ex["text"].split()[ex["i"]].lower() == ex["text2"].split()[ex["j"]].lower())
+                        == bool(ex["label"])) for ex in dev) / len(dev)
+    st["baselines"] = {"majority": round(sum(1 for ex in dev if ex["label"] == majority) / len(dev), 4),
+                       "overlap": _overlap_baseline(train, dev), "same_form": round(same_form, 4),
+                       "grammar_oracle": 1.0}
+    return st
+
+
+# --- ScandiSent (S and E) -------------------------------------------------------------------------
+def _scandisent(lex: Lexicon, cfg: SyntheticConfig, lang: str) -> dict:
+    """Sentiment "reviews" of one or two sentences in language `lang`: one sentence from the SST-2 polarity
+    grammar (negation, contrast), sometimes with a neutral sentence before or after it. Two parts (train
+    rows first, then eval rows), each balanced and shuffled, no text repeated."""
+    rng = random.Random(f"{cfg.seed}:scandisent_{lang}")
+    g = Grammar(lex, rng, SST_PROFILE, cfg)
+    if lang == "E":
+        real = RealizerE(lex)
+
+        def forms(s):
+            return [t[0] for t in real.sentence(s)]
+    else:
+        forms = RealizerS(lex).sentence
+
+    def make(label):
+        g.new_document()
+        s, _kind = _polar_sentence(g, 1 if label == 1 else -1, cfg)
+        fs = forms(s)
+        n = len(fs) - sum(1 for x in fs if x in (",", "."))
+        if not 4 <= n <= 25:
+            return None
+        parts = [detok(fs)]
+        if rng.random() < 0.3:
+            extra = detok(forms(g.sentence()))
+            parts = [extra] + parts if rng.random() < 0.5 else parts + [extra]
+        text = " ".join(parts)
+        return {"key": text, "text": text, "label": label}
+
+    seen: set = set()
+    out = {}
+    for part, n in (("train", cfg.scandisent_train), ("eval", cfg.scandisent_eval)):
+        labels = _balanced_labels(rng, n)
+        out[part] = _unique_examples(n, lambda i: make(labels[i]), seen)
+    return out
+
+
+def _scandisent_csv(parts: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["text", "label"])
+    for part in ("train", "eval"):
+        w.writerows([ex["text"], ex["label"]] for ex in parts[part])
+    return buf.getvalue()
+
+
+# --- STS-B (S) ------------------------------------------------------------------------------------
+# Similarity points an edit takes off a pair that starts at 5: paraphrase-like edits (voice, degree adverb,
+# determiner) cost little though they change words; role swaps cost much though they keep the bag of words.
+STS_EDIT_COST = {"voice": 0.1, "degree": 0.2, "determiner": 0.3, "number": 0.5, "drop": 0.6, "adjective": 0.8,
+                 "noun": 1.2, "predicate": 1.4, "swap": 1.6, "negate": 1.8}
+STS_EDIT_COUNTS = (0.12, 0.28, 0.25, 0.2, 0.15)   # probabilities of 0..4 edits
+STS_UNRELATED = 0.12                              # share of pairs of two unrelated sentences (score 0-0.6)
+STS_NOISE = 0.15                                  # sd of the Gaussian noise on related pairs' scores
+STS_MIN_RELATED = 0.8                             # floor of related pairs' noiseless scores
+
+
+def _sts_edits(c: Clause, lex: Lexicon) -> list[str]:
+    """The edits that apply to clause `c`."""
+    nps = [np for np in (c.subj, c.obj) if np is not None]
+    ops = ["negate", "predicate", "number", "noun"]
+    if any(np.det is not None for np in nps):
+        ops.append("determiner")
+    if _voice_ok(c):
+        ops.append("voice")
+        if lex.animate[c.subj.noun] and lex.animate[c.obj.noun] and c.subj.noun != c.obj.noun:
+            ops.append("swap")
+    if c.kind in ("cop", "tr", "in"):
+        ops.append("degree")
+    if any(np.adjs for np in nps):
+        ops.append("adjective")
+    if _modifier_drops(c, False):
+        ops.append("drop")
+    return ops
+
+
+def _sts_apply(op: str, c: Clause, g: Grammar) -> None:
+    lex, rng = g.lex, g.rng
+    r = rng.random
+    nps = [np for np in (c.subj, c.obj) if np is not None]
+    if op == "negate":
+        c.neg = 0 if c.neg else (2 if r() < 0.25 else 1)
+    elif op == "determiner":
+        np = [x for x in nps if x.det is not None]
+        np = np[int(r() * len(np))]
+        np.det = [k for k in DET_KEYS if k != np.det][int(r() * (len(DET_KEYS) - 1))]
+    elif op == "predicate":
+        if c.kind == "cop":
+            table, old = lex.t_adj, c.pred
+        elif c.kind == "in":
+            table, old = lex.t_iverb, c.pred
+        else:
+            table, old = lex.t_tverb, c.pred
+        while c.pred == old:
+            c.pred = g.pick(table)
+    elif op == "number":
+        np = nps[int(r() * len(nps))]
+        np.plural = not np.plural
+        if np.det is None:
+            np.det = "def"
+    elif op == "voice":
+        _toggle_voice(c)
+    elif op == "swap":
+        c.subj, c.obj = c.obj, c.subj
+    elif op == "degree":
+        if c.deg >= 0:
+            c.deg = -1
+        else:
+            c.deg = DEG_ADJ_IDS[int(r() * len(DEG_ADJ_IDS))] if c.kind == "cop" else \
+                VERB_DEGREES[int(r() * len(VERB_DEGREES))]
+    elif op == "adjective":
+        np = [x for x in nps if x.adjs]
+        np = np[int(r() * len(np))]
+        j = int(r() * len(np.adjs))
+        a, deg = np.adjs[j]
+        new = a
+        while new == a or any(new == b for b, _ in np.adjs):
+            new = g.adj()
+        np.adjs[j] = (new, deg)
+    elif op == "drop":
+        drops = _modifier_drops(c, False)
+        _apply_drop(drops[int(r() * len(drops))])
+    else:   # noun: another noun of the class the slot needs (verb subjects and agents are animate)
+        i = int(r() * len(nps))
+        np = nps[i]
+        needs_animate = (i == 0 and c.kind in ("tr", "in")) or (i == 1 and c.kind == "pass")
+        old = np.noun
+        while np.noun == old:
+            np.noun = g.pick(lex.t_animate if needs_animate else lex.t_noun)
+
+
+def _stsb(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
+    """Pairs of an S sentence and an edited copy of the same abstract clause; the score falls with the
+    number and kind of edits (STS_EDIT_COST), with small noise. Some pairs are unrelated (score near 0)."""
+    rng = random.Random(f"{cfg.seed}:stsb")
+    g = Grammar(lex, rng, BASE_PROFILE, cfg)
+    real = RealizerS(lex)
+    count_cum = list(accumulate(STS_EDIT_COUNTS))
+
+    def text(c):
+        fs = real.sentence(Sentence([c]))
+        return detok(fs), len(fs) - sum(1 for x in fs if x in (",", "."))
+
+    def make(_label):
+        g.new_document()
+        c = g.clause()
+        s1, n1 = text(c)
+        if not 4 <= n1 <= 25:
+            return None
+        if rng.random() < STS_UNRELATED:
+            g.new_document()
+            s2, n2 = text(g.clause())
+            edits, score = ["unrelated"], 0.6 * rng.random()
+        else:
+            k = bisect_right(count_cum, rng.random() * count_cum[-1])
+            d = copy.deepcopy(c)
+            edits = []
+            for _ in range(k):
+                ops = [o for o in _sts_edits(d, lex) if o not in edits]
+                op = ops[int(rng.random() * len(ops))]
+                _sts_apply(op, d, g)
+                edits.append(op)
+            s2, n2 = text(d)
+            if (s1 == s2) != (k == 0):
+                return None
+            base = max(STS_MIN_RELATED, 5.0 - sum(STS_EDIT_COST[e] for e in edits))
+            score = base + rng.gauss(0.0, STS_NOISE)
+            edits = edits or ["none"]
+        if not 3 <= n2 <= 25:
+            return None
+        if rng.random() < 0.5:
+            s1, s2 = s2, s1
+        score = round(min(5.0, max(0.0, score)), 3)
+        return {"key": s1 + "\t" + s2, "text": s1, "text2": s2, "label": score, "edits": edits}
+
+    seen: set = set()
+    splits = {}
+    for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size)):
+        splits[split] = _unique_examples(n, make, seen)
+    return splits, {}
+
+
+def _stsb_tsv(exs: list) -> str:
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    return header + "".join(f"{i}\tmain-synthetic\t{'+'.join(ex['edits'])}\tsyn\t{i:04d}\tnone\tnone\t{ex['text']}\t"
+                            f"{ex['text2']}\t{ex['label']:.3f}\n" for i, ex in enumerate(exs))
+
+
+def _word_set(text: str) -> set[str]:
+    return set(text.lower().replace(",", " ").replace(".", " ").split())
+
+
+def _stsb_stats(splits: dict) -> dict:
+    from scipy.stats import spearmanr
+
+    st: dict = {}
+    for split, exs in splits.items():
+        scores = [ex["label"] for ex in exs]
+        hist = [0] * 5
+        for s in scores:
+            hist[min(4, int(s))] += 1
+        by_edits: dict[str, list[float]] = {}
+        for ex in exs:
+            key = ex["edits"][0] if ex["edits"] in (["unrelated"], ["none"]) else str(len(ex["edits"]))
+            key = "0" if key == "none" else key
+            by_edits.setdefault(key, []).append(ex["label"])
+        st[split] = {"examples": len(exs), "mean_score": round(sum(scores) / len(scores), 3),
+                     "score_histogram": {f"{b}-{b + 1}": hist[b] for b in range(5)},
+                     "mean_score_by_edits": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_edits.items())},
+                     "examples_by_edits": {k: len(v) for k, v in sorted(by_edits.items())}}
+    dev = splits["dev"]
+    overlap = [len(_word_set(ex["text"]) & _word_set(ex["text2"])) / len(_word_set(ex["text"]) | _word_set(ex["text2"]))
+               for ex in dev]
+    st["baselines"] = {"overlap_spearman": round(float(spearmanr(overlap, [ex["label"] for ex in dev])[0]), 4)}
+    return st
+
+
+# --- AX-g (E) -------------------------------------------------------------------------------------
+# Winogender-style frames: real English words that exist only here (the corpus has no pronouns and no
+# clausal complements), like the pronouns.
+AXG_FRAMES = ("told", "informed", "reminded", "assured")
+AXG_PRONOUNS = ("he", "she")
+
+
+def _axg(lex: Lexicon, cfg: SyntheticConfig) -> tuple[list, dict]:
+    """Minimal pairs "the A told the B that he/she <verb>s the N ." -> "the A|B <verb>s the N .": the male and
+    female variant of a pair share the hypothesis and the label. The pronoun refers to the one of A and B
+    whose topic the embedded verb belongs to (the world knowledge a model pretrained on E may have picked
+    up from topical documents; with topics=1 the gold label is only a convention). The referent is the first
+    or the second noun equally often, and both nouns are in the premise, so overlap says nothing."""
+    rng = random.Random(f"{cfg.seed}:axg")
+    r = rng.random
+    topic_n, topic_v = lex.topic_of["noun"], lex.topic_of["tv"]
+    homo_n = {x for cat, a, b in lex.homograph_pairs if cat == "noun" for x in (a, b)}
+    homo_v = {x for cat, a, b in lex.homograph_pairs if cat == "tverb" for x in (a, b)}
+    several = cfg.topics > 1
+    labels = _balanced_labels(rng, cfg.axg_pairs)
+    out, seen, ref_first = [], set(), 0
+    for p, label in enumerate(labels):
+        for _attempt in range(1000):
+            a, b = lex.t_animate.draw(rng), lex.t_animate.draw(rng)
+            if a == b or a in homo_n or b in homo_n or (several and topic_n[a] == topic_n[b]):
+                continue
+            ref = a if r() < 0.5 else b
+            table = lex.t_tverb_neutral.by_topic[topic_n[ref]] if lex.t_tverb_neutral.by_topic else lex.t_tverb_neutral
+            verb = table.draw(rng)
+            obj_table = lex.t_noun.by_topic[topic_n[ref]] if lex.t_noun.by_topic else lex.t_noun
+            n = obj_table.draw(rng)
+            if verb in homo_v or (several and topic_v[verb] != topic_n[ref]) or n in (a, b) or n in homo_n:
+                continue
+            frame = AXG_FRAMES[int(r() * len(AXG_FRAMES))]
+            obj = ["the", lex.noun_e[n][1 if r() < 0.3 else 0]]
+            v3 = lex.tverb_e[verb][1]
+            subj = ref if label == 1 else (b if ref == a else a)
+            hyp = detok(["the", lex.noun_e[subj][0], v3] + obj + ["."])
+            prem = {pr: detok(["the", lex.noun_e[a][0], frame, "the", lex.noun_e[b][0], "that", pr, v3] + obj + ["."])
+                    for pr in AXG_PRONOUNS}
+            if prem["he"] not in seen:
+                break
+        else:
+            raise StageError("synthetic: could not draw enough distinct AX-g pairs; lower axg_pairs")
+        seen.add(prem["he"])
+        ref_first += ref == a
+        for pr in AXG_PRONOUNS:
+            out.append({"premise": prem[pr], "hypothesis": hyp, "label": "entailment" if label else "not_entailment",
+                        "idx": len(out), "pair_id": p})
+    first_mention = sum(1 for ex in out if (ex["label"] == "entailment") ==
+                        (ex["hypothesis"].split()[1] == ex["premise"].split()[1])) / len(out)
+    return out, {"referent_is_first_noun": round(ref_first / cfg.axg_pairs, 4),
+                 "baselines": {"majority": round(max(sum(labels), len(labels) - sum(labels)) / len(labels), 4),
+                               "first_mention": round(first_mention, 4),
+                               "topic_oracle": 1.0 if several else None}}
+
+
+def _axg_jsonl(exs: list) -> str:
+    return "".join(json.dumps(ex) + "\n" for ex in exs)
 
 
 # --- baselines ------------------------------------------------------------------------------------
@@ -1506,6 +2014,12 @@ def _check(cfg: SyntheticConfig) -> None:
         raise StageError("synthetic: label_noise >= 0.5 makes the labels meaningless; use a value like 0.05")
     if cfg.sst_contrast_rate > 0.9:
         raise StageError("synthetic: sst_contrast_rate must be at most 0.9 (0.1 goes to 'and' sentences)")
+    if cfg.homographs < 0:
+        raise StageError("synthetic: homographs must be at least 0 (0: every E form unique, and no WiC)")
+    if cfg.scandisent_train < 10 or cfg.scandisent_eval < 10:
+        raise StageError("synthetic: scandisent_train and scandisent_eval must be at least 10")
+    if cfg.axg_pairs < 2:
+        raise StageError("synthetic: axg_pairs must be at least 2")
 
 
 def _result(cfg: SyntheticConfig, stats: dict) -> SyntheticResult:
@@ -1516,15 +2030,58 @@ def _result(cfg: SyntheticConfig, stats: dict) -> SyntheticResult:
         glue_dir=str(out / "glue"),
         tasks=list(TASKS),
         conllu={s: str(out / "conllu" / f"{s}.conllu") for s in ("train", "dev", "test")},
+        wic_dir=str(out / "wic") if cfg.homographs else None,
+        scandisent={stem: str(out / "scandisent" / f"{stem}.csv") for stem in SCANDISENT_LANGS.values()},
+        stsb_dir=str(out / "stsb_S"),
+        axg=str(out / "superglue" / "AX-g" / "AX-g.jsonl"),
         stats=stats,
     )
 
 
 def _outputs_exist(res: SyntheticResult) -> bool:
-    paths = list(res.corpora.values()) + list(res.conllu.values())
+    paths = list(res.corpora.values()) + list(res.conllu.values()) + list(res.scandisent.values()) + [res.axg]
     for t in res.tasks:
         paths += [os.path.join(res.glue_dir, GLUE_FOLDERS[t], f"{s}.tsv") for s in ("train", "dev")]
+    paths += [os.path.join(res.stsb_dir, f"{s}.tsv") for s in ("train", "dev")]
+    if res.wic_dir is not None:
+        paths += [os.path.join(res.wic_dir, s, f"{s}.{kind}.txt") for s in ("train", "dev")
+                  for kind in ("data", "gold")]
     return all(os.path.isfile(p) for p in paths)
+
+
+def _write_extras(out: Path, lex: Lexicon, cfg: SyntheticConfig, stats: dict) -> None:
+    """The evaluation-suite extras: WiC (E), ScandiSent (S and E), STS-B (S), AX-g (E), and their stats."""
+    if cfg.homographs:
+        splits, extra = _wic(lex, cfg)
+        for split, exs in splits.items():
+            data, gold = _wic_files(exs)
+            _write_text(out / "wic" / split / f"{split}.data.txt", data)
+            _write_text(out / "wic" / split / f"{split}.gold.txt", gold)
+        stats["tasks"]["wic"] = dict(_wic_stats(splits), **extra)
+    stats["homographs"] = []
+    for cat, a, b in lex.homograph_pairs:
+        forms, lemmas = (lex.noun_e, lex.noun_lemma_e) if cat == "noun" else (lex.tverb_e, lex.tverb_lemma_e)
+        h = {"category": cat, "lemma": forms[a][0], "ranks": [a, b], "conllu_lemmas": [lemmas[a], lemmas[b]]}
+        if cat == "noun":
+            h["animate"] = [lex.animate[a], lex.animate[b]]
+        stats["homographs"].append(h)
+    for lang, stem in SCANDISENT_LANGS.items():
+        parts = _scandisent(lex, cfg, lang)
+        _write_text(out / "scandisent" / f"{stem}.csv", _scandisent_csv(parts))
+        st = {part: {"rows": len(exs), "positive_rate": round(sum(ex["label"] for ex in exs) / len(exs), 4)}
+              for part, exs in parts.items()}
+        st["train_rows_first"] = len(parts["train"])
+        st["baselines"] = baselines(parts["train"], parts["eval"], False)
+        stats["tasks"][f"scandisent_{stem}"] = st
+    splits, _ = _stsb(lex, cfg)
+    for split, exs in splits.items():
+        _write_text(out / "stsb_S" / f"{split}.tsv", _stsb_tsv(exs))
+    stats["tasks"]["stsb_S"] = _stsb_stats(splits)
+    exs, extra = _axg(lex, cfg)
+    _write_text(out / "superglue" / "AX-g" / "AX-g.jsonl", _axg_jsonl(exs))
+    entailed = sum(ex["label"] == "entailment" for ex in exs)
+    stats["tasks"]["axg"] = dict({"examples": len(exs), "pairs": cfg.axg_pairs,
+                                  "entailment_rate": round(entailed / len(exs), 4)}, **extra)
 
 
 def generate(cfg: SyntheticConfig) -> SyntheticResult:
@@ -1571,6 +2128,9 @@ def generate(cfg: SyntheticConfig) -> SyntheticResult:
     for split, n in (("train", cfg.train_size), ("dev", cfg.dev_size), ("test", cfg.dev_size)):
         _write_text(out / "conllu" / f"{split}.conllu", _treebank(lex, cfg, split, n))
     timing["conllu"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    _write_extras(out, lex, cfg, stats)
+    timing["extras"] = round(time.perf_counter() - t, 2)
     _write_text(out / "lexicon.tsv", "category\trank\tclass\tE\tS\n" + "".join("\t".join(r) + "\n" for r in lex.rows()))
     stats["lexicon"] = {"lexemes": len(lex.rows()), "file": "lexicon.tsv",
                         "function_words_E": len(_function_words_e()), "function_words_S": len(_function_words_s())}
@@ -1578,7 +2138,8 @@ def generate(cfg: SyntheticConfig) -> SyntheticResult:
     stats["seconds"] = timing
     res = _result(cfg, stats)
     outputs = {"corpora": res.corpora, "glue_dir": res.glue_dir, "tasks": res.tasks, "conllu": res.conllu,
-               "lexicon": str(out / "lexicon.tsv")}
+               "lexicon": str(out / "lexicon.tsv"), "wic_dir": res.wic_dir, "scandisent": res.scandisent,
+               "stsb_dir": res.stsb_dir, "axg": res.axg}
     write_json(manifest_path, {"version": MANIFEST_VERSION, "config": asdict(cfg), "outputs": outputs,
                                "stats": stats})
     return res
