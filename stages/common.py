@@ -117,3 +117,39 @@ def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW(
         [{"params": [p for n, p in params if not any(k in n for k in NO_DECAY)], "weight_decay": weight_decay},
          {"params": [p for n, p in params if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}], lr=lr)
+
+
+MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
+
+
+def check_training_config(cfg, what: str) -> None:
+    """The checks every fine-tuning style config shares (fine-tune, WiC): one StageError listing all problems."""
+    problems = []
+    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
+        problems.append(f"mixed_precision {cfg.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION_CHOICES)}")
+    for name in ("learning_rate", "epochs"):
+        if not getattr(cfg, name) > 0:
+            problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("batch_size", "eval_batch_size", "log_every"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.max_length < 8:
+        problems.append(f"max_length {cfg.max_length} leaves no room for text after [CLS]/[SEP]; use e.g. 128")
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        problems.append(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
+        problems.append("weight_decay and max_grad_norm must be >= 0 (max_grad_norm 0 turns clipping off)")
+    if problems:
+        raise StageError(f"invalid {what}: " + "; ".join(problems))
+
+
+def check_model_fits(model, tokenizer, max_length: int | None, name: str, fix: str) -> None:
+    """A model must have an embedding row for every token and a position for every one of max_length."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < len(tokenizer):
+        raise StageError(f"the tokenizer of {name} has {len(tokenizer)} tokens but the model's embedding table "
+                         f"only {rows} rows; {fix}")
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_length is not None and max_pos is not None and max_length > max_pos:
+        raise StageError(f"max_length {max_length} exceeds the model's {max_pos} position embeddings; "
+                         f"lower max_length to at most {max_pos}")

@@ -28,13 +28,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from stages.common import (StageError, configure_threads, pick_device, quiet_transformers, read_json, replace_dir,
-                           resolve_mixed_precision, write_json)
+from stages.common import (MIXED_PRECISION_CHOICES, StageError, check_model_fits, configure_threads, pick_device,
+                           quiet_transformers, read_json, replace_dir, resolve_mixed_precision, write_json)
 from stages.pooling import join_words, pool, token_groups
 from stages.tokenizer import load_tokenizer
 
 POOLING_CHOICES = ("mean", "first", "last")
-MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 # Models whose position ids start after the padding index, so two position rows are never used for text.
 _OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert")
@@ -255,10 +254,7 @@ def _load_encoder(name: str, tokenizer):
     except (OSError, ValueError, RuntimeError) as e:
         raise StageError(f"cannot load {name!r} as an encoder: {e}. Give a folder written by save_pretrained "
                          "(e.g. the pretrain stage's model/) or a hub id of a BERT-like encoder") from e
-    rows = model.get_input_embeddings().weight.shape[0]
-    if rows < len(tokenizer):
-        raise StageError(f"the tokenizer of {name} has {len(tokenizer)} tokens but the model's embedding table "
-                         f"only {rows} rows; run the transfer stage so model and tokenizer match")
+    check_model_fits(model, tokenizer, None, name, "run the transfer stage so model and tokenizer match")
     return model
 
 

@@ -19,12 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from stages.common import (StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
-                           replace_dir, resolve_mixed_precision, set_seed, write_json)
+from stages.common import (StageError, check_model_fits, check_training_config, configure_threads, make_accelerator,
+                           make_adamw, quiet_transformers, replace_dir, resolve_mixed_precision, set_seed, write_json)
 from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
 from stages.tokenizer import load_tokenizer
 
-MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
 ENCODE_CHUNK = 4096  # examples tokenized per call: fast, without holding a whole task as Python lists
 
 
@@ -69,26 +68,6 @@ class Encoded:
     input_ids: np.ndarray
     token_type_ids: np.ndarray | None
     label: int | float
-
-
-def _check_config(cfg: FinetuneConfig) -> None:
-    problems = []
-    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
-        problems.append(f"mixed_precision {cfg.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION_CHOICES)}")
-    for name in ("learning_rate", "epochs"):
-        if not getattr(cfg, name) > 0:
-            problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("batch_size", "eval_batch_size", "log_every"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.max_length < 8:
-        problems.append(f"max_length {cfg.max_length} leaves no room for text after [CLS]/[SEP]; use e.g. 128")
-    if not 0.0 <= cfg.warmup_ratio < 1.0:
-        problems.append(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
-        problems.append("weight_decay and max_grad_norm must be >= 0 (max_grad_norm 0 turns clipping off)")
-    if problems:
-        raise StageError("invalid FinetuneConfig: " + "; ".join(problems))
 
 
 def _encode(tokenizer, examples: list[Example], max_length: int, with_types: bool) -> list[Encoded]:
@@ -144,14 +123,7 @@ def _load_model(cfg: FinetuneConfig, spec: TaskSpec, tokenizer):
         raise StageError(f"cannot load {cfg.model!r} as a sequence classifier for {spec.name}: {e}. Give a folder "
                          "written by save_pretrained (e.g. the pretrain stage's model/) or a hub id of a BERT-like "
                          "encoder; a checkpoint already fine-tuned with another label count cannot be reused") from e
-    rows = model.get_input_embeddings().weight.shape[0]
-    if rows < len(tokenizer):
-        raise StageError(f"the tokenizer of {cfg.model} has {len(tokenizer)} tokens but the model's embedding table "
-                         f"only {rows} rows; run the transfer stage so model and tokenizer match")
-    max_pos = getattr(model.config, "max_position_embeddings", None)
-    if max_pos is not None and cfg.max_length > max_pos:
-        raise StageError(f"max_length {cfg.max_length} exceeds the model's {max_pos} position embeddings; "
-                         f"lower max_length to at most {max_pos}")
+    check_model_fits(model, tokenizer, cfg.max_length, cfg.model, "run the transfer stage so model and tokenizer match")
     return model
 
 
@@ -176,7 +148,7 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
 
     quiet_transformers()  # transformers 5 prints a LOAD REPORT table for every MLM -> classifier load
     t_start = time.time()
-    _check_config(cfg)
+    check_training_config(cfg, "FinetuneConfig")
     spec = get_task(cfg.task)
     configure_threads(cfg.num_threads)
     out = Path(cfg.output_dir)

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.common import (StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
+from stages.common import (StageError, check_model_fits, check_training_config,
+                           configure_threads, make_accelerator, make_adamw, quiet_transformers,
                            resolve_mixed_precision, set_seed, write_json)
 from stages.pooling import join_words, token_groups
 from stages.tokenizer import load_tokenizer
 
-MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
 SPLITS = {"train": "train", "dev": "validation"}  # our split name -> hub split name
 GOLD = {"T": 1, "F": 0}                          # 1 = same sense, as the hub's ClassLabel [False, True]
 ENCODE_CHUNK = 2048
@@ -355,35 +355,8 @@ def _load_encoder(cfg: WicConfig, tokenizer) -> nn.Module:
                          "save_pretrained (e.g. the pretrain stage's model/) or a hub id of a BERT-like encoder") from e
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # unused (the head reads the raw [CLS] vector): no gradient-less parameters
-    rows = encoder.get_input_embeddings().weight.shape[0]
-    if rows < len(tokenizer):
-        raise StageError(f"the tokenizer of {cfg.model} has {len(tokenizer)} tokens but the model's embedding table "
-                         f"only {rows} rows; run the transfer stage so model and tokenizer match")
-    max_pos = getattr(encoder.config, "max_position_embeddings", None)
-    if max_pos is not None and cfg.max_length > max_pos:
-        raise StageError(f"max_length {cfg.max_length} exceeds the model's {max_pos} position embeddings; "
-                         f"lower max_length to at most {max_pos}")
+    check_model_fits(encoder, tokenizer, cfg.max_length, cfg.model, "run the transfer stage so model and tokenizer match")
     return encoder
-
-
-def _check_config(cfg: WicConfig) -> None:
-    problems = []
-    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
-        problems.append(f"mixed_precision {cfg.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION_CHOICES)}")
-    for name in ("learning_rate", "epochs"):
-        if not getattr(cfg, name) > 0:
-            problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("batch_size", "eval_batch_size", "log_every"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.max_length < 8:
-        problems.append(f"max_length {cfg.max_length} leaves no room for two sentences; use e.g. 128")
-    if not 0.0 <= cfg.warmup_ratio < 1.0:
-        problems.append(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
-        problems.append("weight_decay and max_grad_norm must be >= 0 (max_grad_norm 0 turns clipping off)")
-    if problems:
-        raise StageError("invalid WicConfig: " + "; ".join(problems))
 
 
 def _predict(model, loader, accelerator, n: int) -> np.ndarray:
@@ -406,7 +379,7 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
 
     quiet_transformers()
     t_start = time.time()
-    _check_config(cfg)
+    check_training_config(cfg, "WicConfig")
     configure_threads(cfg.num_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

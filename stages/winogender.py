@@ -26,13 +26,12 @@ from typing import Callable, Hashable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from stages.common import (StageError, configure_threads, make_accelerator, quiet_transformers,
-                           resolve_mixed_precision, write_json)
+from stages.common import (MIXED_PRECISION_CHOICES, StageError, check_model_fits, configure_threads, make_accelerator,
+                           quiet_transformers, resolve_mixed_precision, write_json)
 from stages.tokenizer import load_tokenizer
 
 LABELS = ("entailment", "not_entailment")  # also the hub's ClassLabel order
 FIELDS = ("premise", "hypothesis", "label", "idx", "pair_id")
-MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -200,14 +199,7 @@ def _load_model(cfg: WinogenderConfig, tokenizer):
         raise StageError(f"{cfg.model} predicts labels {id2label}, not exactly entailment / not_entailment: it is "
                          "not an RTE classifier. Fine-tune it on RTE first (stages/finetune.py, task rte, "
                          "save_model=True) and give that run's model/ folder")
-    rows = model.get_input_embeddings().weight.shape[0]
-    if rows < len(tokenizer):
-        raise StageError(f"the tokenizer of {cfg.model} has {len(tokenizer)} tokens but the model's embedding table "
-                         f"only {rows} rows; give the folder where model and tokenizer were saved together")
-    max_pos = getattr(model.config, "max_position_embeddings", None)
-    if max_pos is not None and cfg.max_length > max_pos:
-        raise StageError(f"max_length {cfg.max_length} exceeds the model's {max_pos} position embeddings; "
-                         f"lower max_length to at most {max_pos}")
+    check_model_fits(model, tokenizer, cfg.max_length, cfg.model, "give the folder where model and tokenizer were saved together")
     return model, id2label
 
 
