@@ -1,11 +1,15 @@
 """Word pooling through tokenizer offsets: every subword of a word, and only its subwords, is averaged."""
 from __future__ import annotations
 
+import random
+import unicodedata
+
 import pytest
 import torch
 
+from stages.corpus import CorpusConfig
 from stages.pooling import join_words, pool, token_groups
-from stages.tokenizer import load_tokenizer
+from stages.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 
 
 def test_join_words_spans_point_at_each_word():
@@ -52,3 +56,29 @@ def test_real_tokenizer_splits_a_rare_word_and_groups_find_all_pieces(tiny_bert)
     # every non-special token belongs to exactly one word
     flat = sorted(i for g in groups for i in g)
     assert flat == list(range(1, len(pieces) - 1))
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_groups_in_two_vocabularies_cased_and_uncased_with_accents(tmp_path, lowercase):
+    """The same words, split differently by two vocabularies (one lowercasing and stripping accents):
+    offsets still refer to the original text, so every word's pieces are found in both."""
+    rng = random.Random(0)
+    words = "Åsa läser böcker om städer och älvar medan Örjan skriver dikter".split()
+    corpus = tmp_path / "sv.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) + " ." for _ in range(400)) + "\n")
+    folder = tmp_path / f"tok-{lowercase}"
+    train_tokenizer(TokenizerConfig(corpus=CorpusConfig(files=[str(corpus)]), output_dir=str(folder), vocab_size=100,
+                                    lowercase=lowercase, min_frequency=1))
+    tok = load_tokenizer(str(folder))
+    sentence = ["Örjan", "läser", "dikter", "om", "älvarböcker", "."]
+    text, spans = join_words(sentence)
+    enc = tok(text, return_offsets_mapping=True)
+    groups = token_groups(enc["offset_mapping"], spans)
+    pieces = tok.convert_ids_to_tokens(enc["input_ids"])
+    assert len(groups[4]) > 1  # an unseen compound is several pieces in both vocabularies
+    for word, g in zip(sentence, groups):
+        rebuilt = "".join(pieces[i].removeprefix("##") for i in g)
+        expected = word.lower() if lowercase else word
+        if lowercase:  # the uncased normalizer strips accents: compare without them
+            expected = "".join(c for c in unicodedata.normalize("NFD", expected) if unicodedata.category(c) != "Mn")
+        assert rebuilt == expected, (word, [pieces[i] for i in g])
