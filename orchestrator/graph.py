@@ -113,8 +113,8 @@ def build_graph(s: Sweep) -> Graph:
     # evaluation suite are added per model below, so each model's trials gate only on that model.
     models: dict[str, dict] = {}
 
-    def add_model(key: str, row, model: str | None, model_node: str | None, source: str) -> None:
-        models.setdefault(key, {"row": row, "model": model, "node": model_node, "source": source})
+    def add_model(key: str, row, model: str | None, model_node: str | None, source: str, glue: bool = True) -> None:
+        models.setdefault(key, {"row": row, "model": model, "node": model_node, "source": source, "glue": glue})
 
     for name in s.experiments.transfer_from:
         src = s.sources[name]
@@ -155,7 +155,7 @@ def build_graph(s: Sweep) -> Graph:
     forgetting_sources = [n for n, src in s.sources.items() if src.source_tasks] if s.forgetting else []
     for name in list(s.experiments.direct) + [n for n in forgetting_sources if n not in s.experiments.direct]:
         model, build_node = source_model(name)
-        add_model(name, (label(name), label(name)), model, build_node, name)
+        add_model(name, (label(name), label(name)), model, build_node, name, glue=name in s.experiments.direct)
 
     def model_ref(key: str) -> dict:
         m = models[key]
@@ -171,9 +171,11 @@ def build_graph(s: Sweep) -> Graph:
             raise ConfigError(f"{what}.models: unknown model {unknown[0]!r}; models of this sweep: {', '.join(models)}")
         return keys
 
-    winogender = s.winogender is not None
-    wino_models = set(chosen(s.winogender, "winogender")) if winogender else set()
-    for key in [k for k in models if k in s.experiments.direct or models[k]["source"] != k]:
+    wino_models = set(chosen(s.winogender, "winogender")) if s.winogender is not None else set()
+    if wino_models:
+        wino = dataclasses.asdict(s.winogender)
+        wino.pop("models")
+    for key in [k for k in models if models[k]["glue"]]:
         m = models[key]
         for task in tasks:
             for seed in seeds:
@@ -184,11 +186,9 @@ def build_graph(s: Sweep) -> Graph:
                            {**model_ref(key), "task": task, "seed": seed, "settings": settings},
                            _res(s.resources.finetune), model=key, row=m["row"]))
                 if task == "rte" and key in wino_models:
-                    w = dataclasses.asdict(s.winogender)
-                    w.pop("models")
                     g.add(Node(f"winogender/{key}/seed{seed}", "winogender", (f"finetune/{key}/rte/seed{seed}",),
-                               {"finetune_node": f"finetune/{key}/rte/seed{seed}", "seed": seed, "settings": w,
-                                "data_files": [w["data_file"]] if w["data_file"] else []},
+                               {"finetune_node": f"finetune/{key}/rte/seed{seed}", "seed": seed, "settings": wino,
+                                "data_files": [wino["data_file"]] if wino["data_file"] else []},
                                _res(s.resources.winogender), model=key, row=m["row"]))
 
     if s.probe is not None:
@@ -223,8 +223,9 @@ def build_graph(s: Sweep) -> Graph:
         data, english, f_seeds = f.pop("data"), f.pop("english_tasks"), f.pop("seeds")
         for name in forgetting_sources:
             group = [k for k in models if models[k]["source"] == name]   # [lang] and every [lang->en] model
+            own = list(s.sources[name].source_tasks)
             for key in group:
-                for task in list(s.sources[name].source_tasks) + [t for t in english if t not in s.sources[name].source_tasks]:
+                for task in own + [t for t in english if t not in own]:
                     where = data[task]
                     hub = where[len(HUB_PREFIX):] if where.startswith(HUB_PREFIX) else None
                     settings = {**f, "data_dir": None if hub else where, "hub_dataset": hub}
