@@ -913,17 +913,19 @@ def _words(toks) -> int:
 
 
 # --- corpora --------------------------------------------------------------------------------------
+def _surface_forms(lex: Lexicon, lang: str):
+    """A function from an abstract sentence to its word forms in E or S."""
+    if lang == "E":
+        real = RealizerE(lex)
+        return lambda s: [t[0] for t in real.sentence(s)]
+    return RealizerS(lex).sentence
+
+
 def _write_corpus(path: Path, lex: Lexicon, cfg: SyntheticConfig, lang: str, target_tokens: int) -> dict:
     """Lines of 1-3 sentences until `target_tokens` words; returns counts for the stats."""
     rng = random.Random(f"{cfg.seed}:corpus_{lang}")
     grammar = Grammar(lex, rng, BASE_PROFILE, cfg)
-    if lang == "E":
-        real = RealizerE(lex)
-
-        def forms(s):
-            return [t[0] for t in real.sentence(s)]
-    else:
-        forms = RealizerS(lex).sentence
+    forms = _surface_forms(lex, lang)
     n_words = n_sent = n_lines = 0
     types: set[str] = set()
     chunk: list[str] = []
@@ -1660,13 +1662,7 @@ def _scandisent(lex: Lexicon, cfg: SyntheticConfig, lang: str) -> dict:
     rows first, then eval rows), each balanced and shuffled, no text repeated."""
     rng = random.Random(f"{cfg.seed}:scandisent_{lang}")
     g = Grammar(lex, rng, SST_PROFILE, cfg)
-    if lang == "E":
-        real = RealizerE(lex)
-
-        def forms(s):
-            return [t[0] for t in real.sentence(s)]
-    else:
-        forms = RealizerS(lex).sentence
+    forms = _surface_forms(lex, lang)
 
     def make(label):
         g.new_document()
