@@ -59,6 +59,7 @@ class PretrainResult:
     train_loss: float
     eval_loss: float
     eval_perplexity: float
+    eval_accuracy: float              # top-1 accuracy at the held-out masked positions
     tokens_per_s: float               # real (non-pad) tokens per second of the training loop itself
     padding_fraction: float
     resumed_from_step: int
@@ -75,11 +76,15 @@ class SparseMLM(torch.nn.Module):
         if self.head is None:
             raise StageError(f"{type(model).__name__} has no MLM head (`cls` or `lm_head`)")
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def masked_logits(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vocabulary logits at the predicted positions only, and the tokens they should predict."""
         hidden = self.model.base_model(input_ids=input_ids).last_hidden_state
         sel = labels.ne(-100)
-        logits = self.head(hidden[sel])
-        return F.cross_entropy(logits.float(), labels[sel])
+        return self.head(hidden[sel]), labels[sel]
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits, targets = self.masked_logits(input_ids, labels)
+        return F.cross_entropy(logits.float(), targets)
 
 
 def mask_tokens(ids: torch.Tensor, special_ids: torch.Tensor, mask_id: int, vocab_size: int, prob: float,
@@ -128,21 +133,29 @@ class PackedBlocks:
         return self.batch(self.train_blocks[perm[pos * size:(pos + 1) * size]])
 
 
-def _evaluate(model: SparseMLM, data: PackedBlocks, masker, accelerator, batch_size: int) -> float:
+def _evaluate(model: SparseMLM, data: PackedBlocks, masker, accelerator, batch_size: int) -> tuple[float, float]:
+    """Held-out MLM loss and top-1 accuracy at the predicted positions.
+
+    The accuracy shows what the loss hides in small models: one stuck on the unigram plateau predicts the
+    same few frequent tokens everywhere (accuracy near the most frequent token's share) while its loss
+    still creeps down.
+    """
     if len(data.eval_blocks) == 0:
-        return float("nan")
+        return float("nan"), float("nan")
     model.eval()
+    inner = accelerator.unwrap_model(model)
     gen = torch.Generator().manual_seed(data.seed + 7919)  # the same masks at every evaluation
-    total, n = 0.0, 0
+    total, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for i in range(0, len(data.eval_blocks), batch_size):
             ids, labels = masker(data.batch(data.eval_blocks[i:i + batch_size]), gen)
             with accelerator.autocast():
-                loss = model(ids.to(accelerator.device), labels.to(accelerator.device))
-            k = int(labels.ne(-100).sum())
-            total, n = total + float(loss) * k, n + k
+                logits, targets = inner.masked_logits(ids.to(accelerator.device), labels.to(accelerator.device))
+            total += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
+            correct += int(logits.argmax(dim=-1).eq(targets).sum())
+            n += int(targets.numel())
     model.train()
-    return total / max(1, n)
+    return total / max(1, n), correct / max(1, n)
 
 
 def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
@@ -199,7 +212,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     tokens_per_step = cfg.batch_size * cfg.block_size
     window_loss, window_steps, window_tokens, window_pad, window_time = 0.0, 0, 0, 0, 0.0
     total_pad, total_time = 0, 0.0
-    last_loss, eval_loss = float("nan"), float("nan")
+    last_loss, eval_loss, eval_accuracy = float("nan"), float("nan"), float("nan")
     wrapped.train()
     log(f"[pretrain] {cfg.init_model}: {len(data.train_blocks):,} train / {len(data.eval_blocks):,} held-out blocks "
         f"of {cfg.block_size}; {total_steps} steps x {cfg.batch_size} seqs (accumulation {accum}); "
@@ -238,11 +251,12 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
                        "train/tokens_per_s": window_tokens / max(window_time, 1e-9),
                        "train/padding_fraction": window_pad / max(1, window_tokens)}
             if step % cfg.eval_every == 0 or step == total_steps:
-                eval_loss = _evaluate(wrapped, data, masker, accelerator, micro)
-                metrics.update({"eval/loss": eval_loss, "eval/perplexity": math.exp(min(eval_loss, 50))})
+                eval_loss, eval_accuracy = _evaluate(wrapped, data, masker, accelerator, micro)
+                metrics.update({"eval/loss": eval_loss, "eval/perplexity": math.exp(min(eval_loss, 50)),
+                                "eval/accuracy": eval_accuracy})
             log(f"[pretrain] step {step}/{total_steps} loss {metrics['train/loss']:.4f} "
                 f"lr {metrics['train/lr']:.2e} {metrics['train/tokens_per_s']:,.0f} tok/s"
-                + (f" eval_loss {eval_loss:.4f}" if "eval/loss" in metrics else ""))
+                + (f" eval_loss {eval_loss:.4f} eval_acc {eval_accuracy:.3f}" if "eval/loss" in metrics else ""))
             if on_log:
                 on_log(step, metrics)
             total_pad += window_pad
@@ -265,6 +279,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     result = PretrainResult(
         model_dir=str(final), steps=step, tokens_seen=step * tokens_per_step, train_loss=last_loss,
         eval_loss=eval_loss, eval_perplexity=math.exp(min(eval_loss, 50)) if eval_loss == eval_loss else float("nan"),
+        eval_accuracy=eval_accuracy,
         tokens_per_s=trained_tokens / max(total_time, 1e-9), padding_fraction=total_pad / max(1, trained_tokens),
         resumed_from_step=resumed_from,
         seconds=seconds)

@@ -57,6 +57,39 @@ def test_pretrain_learns_packs_without_padding_and_reloads(pt_config):
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
 
 
+def test_held_out_loss_and_accuracy_match_a_plain_masked_lm_forward(pt_config):
+    """The stage's sparse evaluation against the full BertForMaskedLM forward on the same held-out masks."""
+    import glob
+
+    import torch.nn.functional as F
+    from transformers import AutoModelForMaskedLM
+
+    from stages.pretrain import PackedBlocks
+    from stages.tokenizer import load_tokenizer
+
+    cfg = pt_config("acc", max_steps=8)
+    res = pretrain(cfg, log=lambda *_: None)
+    tok = load_tokenizer(res.model_dir)
+    model = AutoModelForMaskedLM.from_pretrained(res.model_dir).eval()
+    data = PackedBlocks(glob.glob(f"{cfg.cache_dir}/*.bin")[0], cfg.block_size, tok.cls_token_id, tok.sep_token_id,
+                        cfg.eval_fraction, cfg.max_eval_blocks, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    special = torch.tensor(sorted(set(tok.all_special_ids)))
+    nll, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(data.eval_blocks), cfg.per_device_batch_size):
+            ids, labels = mask_tokens(data.batch(data.eval_blocks[i:i + cfg.per_device_batch_size]), special,
+                                      tok.mask_token_id, len(tok), cfg.mlm_probability, gen)
+            logits = model(input_ids=ids).logits
+            sel = labels.ne(-100)
+            nll += float(F.cross_entropy(logits[sel], labels[sel], reduction="sum"))
+            correct += int(logits[sel].argmax(-1).eq(labels[sel]).sum())
+            n += int(sel.sum())
+    assert n > 0
+    assert res.eval_loss == pytest.approx(nll / n, rel=1e-5)
+    assert res.eval_accuracy == pytest.approx(correct / n)
+
+
 def test_resume_after_crash_matches_uninterrupted_run(pt_config):
     from transformers import AutoModelForMaskedLM
 
