@@ -44,3 +44,13 @@ def tiny_corpus(tmp_path_factory) -> Path:
 def tiny_bert(tmp_path_factory, tiny_corpus) -> str:
     """Folder with a tiny random BertForMaskedLM and its tokenizer (loads with the Auto classes)."""
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), tiny_corpus)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray on 2 CPUs for every test that sweeps through Ray (starting it costs seconds)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()

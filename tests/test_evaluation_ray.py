@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
+
+from orchestrator.config import RESOURCE_KINDS
 
 
 def sweep_yaml(tmp: Path) -> Path:
@@ -37,21 +38,11 @@ def sweep_yaml(tmp: Path) -> Path:
                                 "scandisent-en": str(data / "scandisent/en.csv"), "stsb-S": str(data / "stsb_S")},
                        "seeds": [1], **tiny},
         "winogender": {"data_file": str(data / "superglue/AX-g/AX-g.jsonl"), "max_length": 48},
-        "resources": {k: {"cpu": 1, "gpu": 0} for k in ("tokenizer", "pretrain", "finetune", "features", "probe",
-                                                         "wic", "forget", "winogender")},
+        "resources": {k: {"cpu": 1, "gpu": 0} for k in RESOURCE_KINDS},
     }
     p = tmp / "sweep.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_evaluation_suite_through_ray(tmp_path, ray_session, capsys):

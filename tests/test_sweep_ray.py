@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.conftest import write_corpus
@@ -49,15 +48,6 @@ def sweep_yaml(tmp: Path, target_vocab: int) -> Path:
     p = tmp / "sweep.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_sweep_through_ray(tmp_path, ray_session, capsys):
