@@ -24,6 +24,7 @@ from stages.transfer import MODES
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 TRANSFER_MODES = tuple(m for m in MODES if m != "scratch")
+BUILD_MODEL_TYPES = ("bert", "roformer")   # MLM families a source can be built from scratch as
 HUB_PREFIX = "hub:"   # forgetting.data values naming a hub dataset rather than a local path
 
 
@@ -33,7 +34,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class Architecture:
-    """Shape of a BERT built from scratch inside the sweep (the demo's source model)."""
+    """Shape of a BERT built from scratch inside the sweep (the demo's source model).
+
+    `model_type` "roformer" is BERT with rotary position embeddings (Su et al., 2021) in place of learned
+    absolute ones; everything else (post-LN blocks, WordPiece, tied MLM head) is BERT's. Tiny models need
+    it: at hidden size 64, BERT's absolute positions are not learned within a demo budget (see README).
+    """
+    model_type: str = "bert"
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
@@ -381,6 +388,9 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"sources.{name}: give either model (hub id or folder) or build, exactly one")
         if src.build and src.build.corpus not in s.corpora:
             raise ConfigError(f"sources.{name}.build.corpus: unknown corpus {src.build.corpus!r}")
+        if src.build and src.build.architecture.model_type not in BUILD_MODEL_TYPES:
+            raise ConfigError(f"sources.{name}.build.architecture.model_type: unknown {src.build.architecture.model_type!r}; "
+                              f"choose from {', '.join(BUILD_MODEL_TYPES)}")
         if src.source_corpus and src.source_corpus not in s.corpora:
             raise ConfigError(f"sources.{name}.source_corpus: unknown corpus {src.source_corpus!r}")
     e = s.experiments

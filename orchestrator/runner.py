@@ -141,17 +141,18 @@ def _prepare_init(graph: Graph, node: Node, d: Path, cache_dir: Path, log) -> di
     if p["mode"] == "build":
         import shutil
 
-        from transformers import BertConfig, BertForMaskedLM
+        from transformers import AutoConfig, AutoModelForMaskedLM
 
         tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
         a = p["architecture"]
-        config = BertConfig(vocab_size=len(tok), hidden_size=a["hidden_size"], num_hidden_layers=a["num_layers"],
-                            num_attention_heads=a["num_heads"], intermediate_size=a["intermediate_size"],
-                            max_position_embeddings=a["max_position_embeddings"], pad_token_id=tok.pad_token_id)
+        config = AutoConfig.for_model(a["model_type"], vocab_size=len(tok), hidden_size=a["hidden_size"],
+                                      num_hidden_layers=a["num_layers"], num_attention_heads=a["num_heads"],
+                                      intermediate_size=a["intermediate_size"],
+                                      max_position_embeddings=a["max_position_embeddings"], pad_token_id=tok.pad_token_id)
         set_seed(p["seed"])
         if init.exists():
             shutil.rmtree(init)
-        BertForMaskedLM(config).save_pretrained(str(init))
+        AutoModelForMaskedLM.from_config(config).save_pretrained(str(init))
         tok.save_pretrained(str(init))
         report = {"mode": "build", "vocab_size": len(tok), "architecture": a}
         write_json(init / "mapping_report.json", report)

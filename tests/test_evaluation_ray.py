@@ -24,8 +24,9 @@ def sweep_yaml(tmp: Path) -> Path:
         "corpora": {"E": {"files": [str(data / "corpus_E.txt")]}, "S": {"files": [str(data / "corpus_S.txt")]}},
         "sources": {"S": {"keep_vocab_size": None, "source_tasks": ["scandisent-S", "stsb-S"], "build": {
             "corpus": "S", "vocab_size": 200, "pretrain": small,
-            "architecture": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
-                             "max_position_embeddings": 64}}}},
+            # RoFormer, as in the demo: every evaluation stage must take it as well as BERT (the core sweep test)
+            "architecture": {"model_type": "roformer", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+                             "intermediate_size": 64, "max_position_embeddings": 64}}}},
         "target": {"corpus": "E", "vocab_size": 200, "min_frequency": 1},
         "experiments": {"transfer_from": ["S"], "vocab_modes": ["frequency"], "direct": [], "scratch": True,
                         "scratch_like": "S"},
@@ -52,6 +53,7 @@ def test_evaluation_suite_through_ray(tmp_path, ray_session, capsys):
     from orchestrator.config import load_sweep
     from orchestrator.graph import build_graph
     from orchestrator.runner import read_done
+    from stages.common import read_json
 
     cfg = sweep_yaml(tmp_path)
     assert main(["run", str(cfg)]) == 0
@@ -66,6 +68,9 @@ def test_evaluation_suite_through_ray(tmp_path, ray_session, capsys):
     for n, node in graph.nodes.items():
         for p in node.parents:
             assert done[n]["started_at"] >= done[p]["finished_at"], (n, p)
+    # the built source and the [en][en] model that copies its architecture are RoFormers; so is the moved one
+    for m in ("S", "en-scratch", "S-to-en-frequency"):
+        assert read_json(graph.node_dir(f"pretrain/{m}") / "model" / "config.json")["model_type"] == "roformer"
     # the probe read the features its parent wrote; Winogender scored the kept RTE model
     assert done["probe/en-scratch/layer1"]["result"]["layer"] == 1
     assert (graph.node_dir("finetune/S-to-en-frequency/rte/seed1") / "model" / "config.json").exists()

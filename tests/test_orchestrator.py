@@ -82,6 +82,8 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r.update(tracking_uri="./mlruns"), "MLflow 3 refuses"),
     (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
     (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune"),
+    (lambda r: r["sources"]["S"]["build"]["architecture"].update(model_type="gpt2"),
+     "sources.S.build.architecture.model_type: unknown 'gpt2'; choose from bert, roformer"),
 ])
 def test_bad_config_errors_name_the_key(tmp_path, mutate, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
