@@ -109,6 +109,7 @@ class SyntheticConfig:
     label_noise: float = 0.0           # share of task labels flipped (train and dev)
     cola_agreement_share: float = 0.35  # bad CoLA sentences with an agreement error (rest: order/drop/duplicate)
     cola_long_distance_share: float = 0.3  # of those, share where an attractor PP/relative clause intervenes
+    cola_max_words: int = 25           # longest CoLA sentence (at least 5 words): one error is a bigger share of a short one
     sst_negation_rate: float = 0.3     # evaluative clauses under "not"/"never" (lexical polarity flipped)
     sst_contrast_rate: float = 0.15    # "A, but B" / "although A, B": B decides, A has the opposite polarity
     rte_negation_rate: float = 0.4     # negated premises (near 0.5, adding/removing "not" tells nothing alone)
@@ -1176,7 +1177,7 @@ def _cola(lex: Lexicon, cfg: SyntheticConfig) -> tuple[dict, dict]:
             if bad is None:
                 return None
             toks, kind = bad
-        if not 5 <= _words(toks) <= 25:
+        if not 5 <= _words(toks) <= cfg.cola_max_words:
             return None
         text = detok([t[0] for t in toks])
         return {"key": text, "text": text, "label": label, "kind": kind}
@@ -2016,6 +2017,9 @@ def _check(cfg: SyntheticConfig) -> None:
         raise StageError("synthetic: scandisent_train and scandisent_eval must be at least 10")
     if cfg.axg_pairs < 2:
         raise StageError("synthetic: axg_pairs must be at least 2")
+    if cfg.cola_max_words < 5:
+        raise StageError(f"synthetic: cola_max_words={cfg.cola_max_words} leaves no CoLA sentence (they have at least "
+                         "5 words); use 5 or more, e.g. 12")
 
 
 def _result(cfg: SyntheticConfig, stats: dict) -> SyntheticResult:

@@ -237,7 +237,7 @@ def test_task_knobs_leave_the_corpora_untouched(tmp_path):
     sst_before = Path(res.glue_dir, "SST-2", "train.tsv").read_bytes()
     wic_before = Path(res.wic_dir, "dev", "dev.data.txt").read_bytes()
     generate(dataclasses.replace(cfg, sentiment_words=4, sst_negation_rate=0.4, rte_hard_share=0.2, label_noise=0.1,
-                                 scandisent_train=30, scandisent_eval=10, axg_pairs=5))
+                                 scandisent_train=30, scandisent_eval=10, axg_pairs=5, cola_max_words=8))
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in corpora} == before
     assert Path(res.glue_dir, "SST-2", "train.tsv").read_bytes() != sst_before
     assert Path(res.wic_dir, "dev", "dev.data.txt").read_bytes() == wic_before   # WiC has its own stream
@@ -252,6 +252,18 @@ def test_bad_knobs_are_refused(tmp_path):
         generate(SyntheticConfig(out_dir=str(tmp_path / "x"), homographs=200))
     with pytest.raises(StageError, match="homographs"):
         generate(SyntheticConfig(out_dir=str(tmp_path / "x"), homographs=-1))
+    with pytest.raises(StageError, match="cola_max_words=4 leaves no CoLA sentence"):
+        generate(SyntheticConfig(out_dir=str(tmp_path / "x"), cola_max_words=4))
+
+
+def test_cola_max_words_bounds_the_sentences(world, tmp_path):
+    """Words are what is left after punctuation; the default world has longer sentences than the cap."""
+    def lengths(w):
+        return [len(re.findall(r"[A-Za-z]+", r[3])) for split in ("train", "dev") for r in _task_rows(w, "cola", split)[1]]
+    assert max(lengths(world)) > 8
+    short = generate(SyntheticConfig(out_dir=str(tmp_path / "short"), **dict(SMALL, cola_max_words=8)))
+    got = lengths(short)
+    assert min(got) >= 5 and max(got) == 8 and len(got) == SMALL["train_size"] + SMALL["dev_size"]
 
 
 
