@@ -17,7 +17,12 @@ import math
 import time
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, RoFormerConfig, RoFormerForMaskedLM
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    RoFormerConfig,
+    RoFormerForMaskedLM,
+)
 
 FAMILIES = {"bert": (BertConfig, BertForMaskedLM), "roformer": (RoFormerConfig, RoFormerForMaskedLM)}
 FIRST_ID = 5   # ids below this play the special tokens; 4 is [MASK]
