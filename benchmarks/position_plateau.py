@@ -61,7 +61,7 @@ def steps_to_learn(family: str, args) -> dict:
             if learned_at is None and loss.item() < args.threshold:
                 learned_at = step
                 break
-    return {"family": family, "learned_at_step": learned_at, "loss_every": args.every, "curve": curve,
+    return {"family": family, "learned_at_step": learned_at, "curve": curve,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

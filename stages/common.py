@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,22 @@ def check_model_fits(model, tokenizer, max_length: int | None, name: str, fix: s
     if max_length is not None and max_pos is not None and max_length > max_pos:
         raise StageError(f"max_length {max_length} exceeds the model's {max_pos} position embeddings; "
                          f"lower max_length to at most {max_pos}")
+
+
+def pad_batch(input_ids: Sequence, token_type_ids: Sequence | None, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad one batch of token sequences to its own longest (dynamic padding; right, as BERT's
+    absolute positions expect). Returns input_ids, attention_mask and, when given, token_type_ids."""
+    n, width = len(input_ids), max(len(s) for s in input_ids)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    types = torch.zeros((n, width), dtype=torch.long) if token_type_ids is not None else None
+    for i, seq in enumerate(input_ids):
+        k = len(seq)
+        ids[i, :k] = torch.as_tensor(seq, dtype=torch.long)
+        mask[i, :k] = 1
+        if types is not None:
+            types[i, :k] = torch.as_tensor(token_type_ids[i], dtype=torch.long)
+    out = {"input_ids": ids, "attention_mask": mask}
+    if types is not None:
+        out["token_type_ids"] = types
+    return out

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from stages.common import (MIXED_PRECISION_CHOICES, StageError, check_model_fits, configure_threads, pick_device,
-                           quiet_transformers, read_json, replace_dir, resolve_mixed_precision, write_json)
+                           pad_batch, quiet_transformers, read_json, replace_dir, resolve_mixed_precision, write_json)
 from stages.pooling import join_words, pool, token_groups
 from stages.tokenizer import load_tokenizer
 
@@ -370,19 +370,8 @@ def _run_split(model, tokenizer, encoded: list[_Encoded], offsets: list[int], ar
     done = 0
     for start in range(0, len(order), cfg.batch_size):
         batch = [encoded[i] for i in order[start:start + cfg.batch_size]]
-        width = max(len(e.input_ids) for e in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        types = torch.zeros((len(batch), width), dtype=torch.long) if batch[0].token_type_ids is not None else None
-        for b, e in enumerate(batch):
-            n = len(e.input_ids)
-            ids[b, :n] = torch.tensor(e.input_ids)
-            mask[b, :n] = 1
-            if types is not None:
-                types[b, :n] = torch.tensor(e.token_type_ids)
-        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        if types is not None:
-            inputs["token_type_ids"] = types.to(device)
+        types = [e.token_type_ids for e in batch] if batch[0].token_type_ids is not None else None
+        inputs = {k: v.to(device) for k, v in pad_batch([e.input_ids for e in batch], types, pad).items()}
         with torch.no_grad(), _autocast(device, precision):
             hidden_states = model(**inputs).hidden_states
         stacked = torch.stack([hidden_states[k] for k in layers], dim=2).float()  # [b, tokens, L, d]

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from stages.common import (StageError, check_model_fits, check_training_config, configure_threads, make_accelerator,
-                           make_adamw, quiet_transformers, replace_dir, resolve_mixed_precision, set_seed, write_json)
+                           make_adamw, pad_batch, quiet_transformers, replace_dir, resolve_mixed_precision, set_seed,
+                           write_json)
 from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
 from stages.tokenizer import load_tokenizer
 
@@ -89,20 +90,9 @@ def _encode(tokenizer, examples: list[Example], max_length: int, with_types: boo
 def _collate_fn(pad_id: int, regression: bool):
     """Pad a batch to its own longest sequence (right padding, as BERT's absolute positions expect)."""
     def collate(batch: list[Encoded]) -> dict[str, torch.Tensor]:
-        n, width = len(batch), max(len(e.input_ids) for e in batch)
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        types = torch.zeros((n, width), dtype=torch.long) if batch[0].token_type_ids is not None else None
-        for i, e in enumerate(batch):
-            k = len(e.input_ids)
-            ids[i, :k] = torch.from_numpy(e.input_ids)
-            mask[i, :k] = 1
-            if types is not None:
-                types[i, :k] = torch.from_numpy(e.token_type_ids)
-        out = {"input_ids": ids, "attention_mask": mask,
-               "labels": torch.tensor([e.label for e in batch], dtype=torch.float32 if regression else torch.long)}
-        if types is not None:
-            out["token_type_ids"] = types
+        types = [e.token_type_ids for e in batch] if batch[0].token_type_ids is not None else None
+        out = pad_batch([e.input_ids for e in batch], types, pad_id)
+        out["labels"] = torch.tensor([e.label for e in batch], dtype=torch.float32 if regression else torch.long)
         return out
     return collate
 

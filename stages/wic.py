@@ -37,7 +37,7 @@ from torch import nn
 
 from stages.common import (StageError, check_model_fits, check_training_config,
                            configure_threads, make_accelerator, make_adamw, quiet_transformers,
-                           resolve_mixed_precision, set_seed, write_json)
+                           pad_batch, resolve_mixed_precision, set_seed, write_json)
 from stages.pooling import join_words, token_groups
 from stages.tokenizer import load_tokenizer
 
@@ -301,21 +301,11 @@ def span_weights(groups: Sequence[Sequence[Sequence[int]]], width: int) -> torch
 
 def _collate_fn(pad_id: int):
     def collate(batch: list[EncodedWic]) -> dict[str, torch.Tensor]:
-        n, width = len(batch), max(len(e.input_ids) for e in batch)
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        types = torch.zeros((n, width), dtype=torch.long) if batch[0].token_type_ids is not None else None
-        for i, e in enumerate(batch):
-            k = len(e.input_ids)
-            ids[i, :k] = torch.from_numpy(e.input_ids)
-            mask[i, :k] = 1
-            if types is not None:
-                types[i, :k] = torch.from_numpy(e.token_type_ids)
-        out = {"input_ids": ids, "attention_mask": mask, "span_weights": span_weights([e.groups for e in batch], width),
-               "labels": torch.tensor([e.label for e in batch], dtype=torch.long),
-               "index": torch.tensor([e.index for e in batch], dtype=torch.long)}
-        if types is not None:
-            out["token_type_ids"] = types
+        types = [e.token_type_ids for e in batch] if batch[0].token_type_ids is not None else None
+        out = pad_batch([e.input_ids for e in batch], types, pad_id)
+        out["span_weights"] = span_weights([e.groups for e in batch], out["input_ids"].shape[1])
+        out["labels"] = torch.tensor([e.label for e in batch], dtype=torch.long)
+        out["index"] = torch.tensor([e.index for e in batch], dtype=torch.long)
         return out
     return collate
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from stages.common import (MIXED_PRECISION_CHOICES, StageError, check_model_fits, configure_threads, make_accelerator,
-                           quiet_transformers, resolve_mixed_precision, write_json)
+                           pad_batch, quiet_transformers, resolve_mixed_precision, write_json)
 from stages.tokenizer import load_tokenizer
 
 LABELS = ("entailment", "not_entailment")  # also the hub's ClassLabel order
@@ -205,18 +205,8 @@ def _load_model(cfg: WinogenderConfig, tokenizer):
 
 def _collate_fn(pad_id: int, with_types: bool):
     def collate(batch):
-        n, width = len(batch), max(len(ids) for _, ids, _ in batch)
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        types = torch.zeros((n, width), dtype=torch.long)
-        for i, (_, seq, tt) in enumerate(batch):
-            ids[i, :len(seq)] = torch.tensor(seq)
-            mask[i, :len(seq)] = 1
-            if with_types:
-                types[i, :len(seq)] = torch.tensor(tt)
-        out = {"input_ids": ids, "attention_mask": mask, "index": torch.tensor([k for k, _, _ in batch])}
-        if with_types:
-            out["token_type_ids"] = types
+        out = pad_batch([seq for _, seq, _ in batch], [tt for _, _, tt in batch] if with_types else None, pad_id)
+        out["index"] = torch.tensor([k for k, _, _ in batch])
         return out
     return collate
 

@@ -196,3 +196,17 @@ def test_precision_can_change_between_runs_in_one_process(tmp_path, tiny_bert, g
     res = finetune(replace(base, output_dir=str(tmp_path / "bf16"), mixed_precision="bf16"), log=lines.append)
     assert "precision bf16" in lines[0]
     assert 0.0 <= res.metrics["accuracy"] <= 1.0 and res.steps == 4
+
+
+def test_pad_batch_right_pads_to_the_longest_of_the_batch():
+    import numpy as np
+    import torch
+
+    from stages.common import pad_batch
+
+    out = pad_batch([np.array([5, 6, 7], dtype=np.int32), [8]], [np.array([0, 1, 1], dtype=np.int8), [0]], pad_id=3)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [8, 3, 3]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert out["token_type_ids"].tolist() == [[0, 1, 1], [0, 0, 0]]
+    assert all(v.dtype == torch.long for v in out.values())
+    assert set(pad_batch([[1, 2]], None, pad_id=0)) == {"input_ids", "attention_mask"}   # no types: no key
