@@ -62,7 +62,7 @@ _NLI2 = ("entailment", "not_entailment")
 
 GLUE_TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     # CoLA rows: source, label, original judgement ("*" or empty), sentence.
-    TaskSpec("cola", "CoLA", _BINARY, _ONE_DEV, ("sentence", None), (3, None, 1), False, 4, ("mcc",)),
+    TaskSpec("cola", "CoLA", _BINARY, _ONE_DEV, ("sentence", None), (3, None, 1), False, 4, ("mcc", "accuracy")),
     TaskSpec("sst2", "SST-2", _BINARY, _ONE_DEV, ("sentence", None), ("sentence", None, "label"), True, None,
              ("accuracy",)),
     TaskSpec("mrpc", "MRPC", _BINARY, _ONE_DEV, ("sentence1", "sentence2"), ("#1 String", "#2 String", "Quality"),

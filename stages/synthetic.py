@@ -18,7 +18,9 @@ they depend only on the seed, sizes and lexicon knobs: tuning a task knob leaves
 
 Three tasks are written in E in the exact official GLUE TSV layouts (CoLA, SST-2, RTE) and built so that a
 bag of words gets only part of each one: every label is decided by structure (agreement across an
-attractor, word order, negation scope, which clause follows "but", who did what to whom). The generator
+attractor, word order, negation scope, which clause follows "but", who did what to whom). An unacceptable
+CoLA sentence carries `cola_errors` errors (1 by default): the first an agreement error or a swap, drop or
+duplication, the others swaps, drops or duplications in equal shares (so length does not tell). The generator
 also writes gold dependency trees of E sentences as CoNLL-U, and measures majority / unigram / bigram
 baselines into the manifest.
 
@@ -110,6 +112,7 @@ class SyntheticConfig:
     cola_agreement_share: float = 0.35  # bad CoLA sentences with an agreement error (rest: order/drop/duplicate)
     cola_long_distance_share: float = 0.3  # of those, share where an attractor PP/relative clause intervenes
     cola_max_words: int = 25           # longest CoLA sentence (at least 5 words): one error is a bigger share of a short one
+    cola_errors: int = 1               # errors per unacceptable sentence: the first as above, the others order/drop/duplicate
     sst_negation_rate: float = 0.3     # evaluative clauses under "not"/"never" (lexical polarity flipped)
     sst_contrast_rate: float = 0.15    # "A, but B" / "although A, B": B decides, A has the opposite polarity
     rte_negation_rate: float = 0.4     # negated premises (near 0.5, adding/removing "not" tells nothing alone)
@@ -1102,10 +1105,29 @@ def _cola_bad(rng: random.Random, s: Sentence, real: RealizerE, lex: Lexicon, cf
             obj.detflip = True
         else:
             obj.vflip = True
-        return real.sentence(s), "long_agreement" if long_distance else ("det_agreement" if what == "det" else "agreement")
-    toks = real.sentence(s)
-    kind = ("swap", "drop", "dup")[int(rng.random() * 3)]
-    manner = set(f[0] for f in lex.adv_e)
+        original = real.sentence(s)
+        toks, kind = original, "long_agreement" if long_distance else ("det_agreement" if what == "det" else "agreement")
+    else:
+        original = real.sentence(s)
+        kind = ("swap", "drop", "dup")[int(rng.random() * 3)]
+        toks = _corrupt_tokens(rng, original, original, kind, lex)
+    # further order/drop/duplicate errors (cola_errors > 1); the example keeps the first error's kind
+    for _ in range(cfg.cola_errors - 1):
+        if toks is None:
+            break
+        toks = _corrupt_tokens(rng, toks, original, ("swap", "drop", "dup")[int(rng.random() * 3)], lex)
+    if toks is None or (cfg.cola_errors > 1 and [t[0] for t in toks] == [t[0] for t in original]):
+        return None   # no place for an error, or a later edit undid an earlier one (a swap swapped back)
+    return toks, kind
+
+
+def _corrupt_tokens(rng: random.Random, toks: list, original: list, kind: str, lex: Lexicon) -> list | None:
+    """One order/drop/duplicate error in `toks` (the final token is the full stop), or None if none applies.
+
+    `original` is the sentence as realized: token heads (t[4]) index into it, so `_droppable` stays right
+    after earlier edits have shifted positions.
+    """
+    manner = {f[0] for f in lex.adv_e}
     body = toks[:-1]
     if kind == "swap":
         cands = []
@@ -1121,21 +1143,19 @@ def _cola_bad(rng: random.Random, s: Sentence, real: RealizerE, lex: Lexicon, cf
         if not cands:
             return None
         i = cands[int(rng.random() * len(cands))]
-        toks = body[:i] + [body[i + 1], body[i]] + body[i + 2:] + toks[-1:]
-    elif kind == "drop":
-        cands = [i for i, t in enumerate(body) if _droppable(t, toks)]
+        return body[:i] + [body[i + 1], body[i]] + body[i + 2:] + toks[-1:]
+    if kind == "drop":
+        cands = [i for i, t in enumerate(body) if _droppable(t, original)]
         if not cands:
             return None
         i = cands[int(rng.random() * len(cands))]
-        toks = body[:i] + body[i + 1:] + toks[-1:]
-    else:
-        cands = [i for i, t in enumerate(body) if t[2] in ("DET", "AUX", "ADP", "CCONJ", "SCONJ")
-                 or (t[2] == "PRON")]
-        if not cands:
-            return None
-        i = cands[int(rng.random() * len(cands))]
-        toks = body[: i + 1] + [body[i]] + body[i + 1:] + toks[-1:]
-    return toks, kind
+        return body[:i] + body[i + 1:] + toks[-1:]
+    cands = [i for i, t in enumerate(body) if t[2] in ("DET", "AUX", "ADP", "CCONJ", "SCONJ")
+             or (t[2] == "PRON")]
+    if not cands:
+        return None
+    i = cands[int(rng.random() * len(cands))]
+    return body[: i + 1] + [body[i]] + body[i + 1:] + toks[-1:]
 
 
 def _droppable(t, toks) -> bool:
@@ -2017,6 +2037,9 @@ def _check(cfg: SyntheticConfig) -> None:
         raise StageError("synthetic: scandisent_train and scandisent_eval must be at least 10")
     if cfg.axg_pairs < 2:
         raise StageError("synthetic: axg_pairs must be at least 2")
+    if not 1 <= cfg.cola_errors <= 5:
+        raise StageError(f"synthetic: cola_errors={cfg.cola_errors} must lie in 1..5 (errors per unacceptable CoLA "
+                         "sentence; more than a few leave word salad)")
     if cfg.cola_max_words < 5:
         raise StageError(f"synthetic: cola_max_words={cfg.cola_max_words} leaves no CoLA sentence (they have at least "
                          "5 words); use 5 or more, e.g. 12")

@@ -267,14 +267,14 @@ def test_mcc_matches_the_confusion_matrix_formula():
     tp, tn, fp, fn = confusion(pred, gold)
     assert (tp, tn, fp, fn) == (4, 3, 1, 2)
     expected = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))  # 10/sqrt(600)
-    assert compute_metrics("cola", pred, gold) == pytest.approx({"mcc": expected})
+    assert compute_metrics("cola", pred, gold) == pytest.approx({"mcc": expected, "accuracy": 0.7})
     assert compute_metrics("cola", [1 - p for p in gold], gold)["mcc"] == pytest.approx(-1.0)
 
 
 @pytest.mark.parametrize("pred", [[1] * 6, [0] * 6])
 def test_constant_predictions_give_zero_mcc_without_warnings(pred):
-    assert no_warnings(compute_metrics, "cola", pred, [1, 0, 1, 1, 0, 1]) == {"mcc": 0.0}
-    assert no_warnings(compute_metrics, "cola", pred, pred) == {"mcc": 0.0}
+    assert no_warnings(compute_metrics, "cola", pred, [1, 0, 1, 1, 0, 1])["mcc"] == 0.0
+    assert no_warnings(compute_metrics, "cola", pred, pred) == {"mcc": 0.0, "accuracy": 1.0}
 
 
 def test_f1_and_accuracy_by_hand():

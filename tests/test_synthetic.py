@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import os
+import random
 import re
 from pathlib import Path
 
 import pytest
 
 from stages.common import StageError
-from stages.synthetic import AXG_FRAMES, AXG_PRONOUNS, Lexicon, SyntheticConfig, _wic, generate
+from stages.synthetic import (AXG_FRAMES, AXG_PRONOUNS, COLA_PROFILE, Grammar, Lexicon, RealizerE, SyntheticConfig,
+                              _cola_bad, _corrupt_tokens, _wic, _words, generate)
 
 # small enough to generate in about a second, big enough for the baselines to mean something
 SMALL = dict(seed=3, source_tokens=30_000, english_tokens=15_000, train_size=600, dev_size=200)
@@ -254,6 +257,9 @@ def test_bad_knobs_are_refused(tmp_path):
         generate(SyntheticConfig(out_dir=str(tmp_path / "x"), homographs=-1))
     with pytest.raises(StageError, match="cola_max_words=4 leaves no CoLA sentence"):
         generate(SyntheticConfig(out_dir=str(tmp_path / "x"), cola_max_words=4))
+    for n in (0, 6):
+        with pytest.raises(StageError, match=f"cola_errors={n} must lie in 1..5"):
+            generate(SyntheticConfig(out_dir=str(tmp_path / "x"), cola_errors=n))
 
 
 def test_cola_max_words_bounds_the_sentences(world, tmp_path):
@@ -265,6 +271,54 @@ def test_cola_max_words_bounds_the_sentences(world, tmp_path):
     got = lengths(short)
     assert min(got) >= 5 and max(got) == 8 and len(got) == SMALL["train_size"] + SMALL["dev_size"]
 
+
+
+def test_later_cola_errors_read_heads_in_the_sentence_as_realized():
+    """A drop after a duplication: "the the dog is red ." (heads index the realized sentence) may lose
+    either "the", since each one's head in the original is the singular "dog"; looked up in the edited
+    list, index 1 would be the second "the" and no determiner would look droppable."""
+    original = [["the", "the", "DET", "_", 1, "det"], ["dog", "dog", "NOUN", "Number=Sing", 3, "nsubj"],
+                ["is", "be", "AUX", "Number=Sing", 3, "cop"], ["red", "red", "ADJ", "_", -1, "root"],
+                [".", ".", "PUNCT", "_", 3, "punct"]]
+    dup = [original[0]] + original
+    lex = Lexicon(SyntheticConfig(out_dir="unused", **SMALL))
+    seen = set()
+    for seed in range(20):
+        got = _corrupt_tokens(random.Random(seed), dup, original, "drop", lex)
+        seen.add(" ".join(t[0] for t in got))
+    # dropping either "the" restores the sentence; dropping "is" is the other drop
+    assert seen == {"the dog is red .", "the the dog red ."}
+
+
+def test_extra_cola_errors_add_errors_but_no_length_cue(world, tmp_path):
+    """Extra errors are drops, duplications or swaps in equal shares: bad sentences hold more of them (here:
+    more adjacent repeated words, the trace of a duplication) but are as long as the sentence they were made
+    from, on average (if extra errors only added words, length would give bad sentences away: +1.7 words
+    with 3 errors)."""
+    def repeated(w):
+        rows = [r for split in ("train", "dev") for r in _task_rows(w, "cola", split)[1]]
+        texts = {lab: [r[3].lower().rstrip(".").split() for r in rows if r[1] == lab] for lab in ("0", "1")}
+        return {lab: sum(any(a == b for a, b in itertools.pairwise(t)) for t in ts) / len(ts) for lab, ts in texts.items()}
+    one = repeated(world)
+    three = repeated(generate(SyntheticConfig(out_dir=str(tmp_path / "w"), **dict(SMALL, cola_errors=3))))
+    assert one["1"] < 0.02 and three["1"] < 0.02        # a good sentence rarely repeats a word ("that that")
+    assert three["0"] > 1.5 * one["0"], (one, three)
+
+    def length_change(errors):
+        cfg = SyntheticConfig(out_dir="unused", **dict(SMALL, cola_errors=errors))
+        lex, rng = Lexicon(cfg), random.Random(1)
+        grammar, real = Grammar(lex, rng, COLA_PROFILE, cfg), RealizerE(lex)
+        changes = []
+        for _ in range(600):
+            grammar.new_document()
+            s = grammar.sentence()
+            before = _words(real.sentence(s))
+            bad = _cola_bad(rng, s, real, lex, cfg)
+            if bad is not None:
+                changes.append(_words(bad[0]) - before)
+        assert len(changes) > 400
+        return sum(changes) / len(changes)
+    assert abs(length_change(1)) < 0.15 and abs(length_change(3)) < 0.5
 
 
 # --- homographs and the evaluation-suite extras -----------------------------------------------------
