@@ -96,6 +96,7 @@ class Target:
     corpus: str
     vocab_size: int = 32000
     min_frequency: int = 2
+    limit_alphabet: int | None = 1000    # characters kept as letters; Wikipedia's rare ones would fill the vocabulary
 
 
 @dataclass
@@ -383,6 +384,9 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"corpora.{name}: give either files or hub_dataset, exactly one")
     if s.target.corpus not in s.corpora:
         raise ConfigError(f"target.corpus: unknown corpus {s.target.corpus!r}; defined: {', '.join(s.corpora)}")
+    if s.target.limit_alphabet is not None and s.target.limit_alphabet < 1:
+        raise ConfigError(f"target.limit_alphabet: {s.target.limit_alphabet} keeps no character; use at least 1 "
+                          "(1000 is the tokenizers BERT trainer's default), or null for every character")
     for name, src in s.sources.items():
         if (src.model is None) == (src.build is None):
             raise ConfigError(f"sources.{name}: give either model (hub id or folder) or build, exactly one")

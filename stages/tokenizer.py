@@ -30,6 +30,7 @@ class TokenizerConfig:
     vocab_size: int = 32000
     lowercase: bool = False  # casing follows the source model: cased except AraBERT
     min_frequency: int = 2
+    limit_alphabet: int | None = 1000  # most frequent characters kept (the tokenizers BERT trainer's default)
     max_unk_rate: float = 0.01  # fail when held-out text is more [UNK] than this
 
 
@@ -83,17 +84,35 @@ def _merge(a: str, b: str) -> str:
     return a + b[2:]  # "un" + "##ion" -> "union", "##io" + "##n" -> "##ion"
 
 
-def learn_vocabulary(word_counts: dict[str, int], vocab_size: int, min_frequency: int) -> list[str]:
+def learn_vocabulary(word_counts: dict[str, int], vocab_size: int, min_frequency: int,
+                     limit_alphabet: int | None = None) -> list[str]:
     """Special tokens, every letter (plain and "##"), then merged pieces in merge order.
 
     Greedy pair merging over word types, with a max-heap keyed by (count, pair): ties go to the
-    lexicographically smallest pair, so the result depends on the counts alone.
+    lexicographically smallest pair, so the result depends on the counts alone. With `limit_alphabet`, only
+    the most frequent characters (occurrences weighted by word count; ties by character) become letters,
+    and words with any other character are left out of merging: WordPiece turns such a word into [UNK]
+    whatever its pieces. Wikipedia has tens of thousands of distinct characters (CJK, symbols), which with
+    their "##" forms would otherwise fill a 32K vocabulary before the first merge.
     """
+    chars: Counter = Counter()
+    for w, f in word_counts.items():
+        for c in w:
+            chars[c] += f
+    if limit_alphabet is not None and len(chars) > limit_alphabet:
+        kept = set(sorted(chars, key=lambda c: (-chars[c], c))[:limit_alphabet])
+        word_counts = {w: f for w, f in word_counts.items() if set(w) <= kept}
+    else:
+        kept = set(chars)
+    letters = sorted(kept)
+    alphabet = letters + ["##" + c for c in letters]
+    if len(SPECIAL_TOKENS) + len(alphabet) > vocab_size:
+        raise StageError(f"vocab_size {vocab_size} cannot hold the alphabet: {len(letters)} characters, each also "
+                         f"as '##' piece, plus {len(SPECIAL_TOKENS)} special tokens make "
+                         f"{len(SPECIAL_TOKENS) + len(alphabet)}. Lower limit_alphabet or raise vocab_size.")
     words = sorted(word_counts)  # a fixed order; counts do the rest
     symbols = [[w[0], *("##" + c for c in w[1:])] for w in words]
     freq = [word_counts[w] for w in words]
-    letters = sorted({c for w in words for c in w})
-    alphabet = letters + ["##" + c for c in letters]
     vocab = [*SPECIAL_TOKENS, *alphabet]
     seen = set(vocab)
     pairs: Counter = Counter()
@@ -140,7 +159,7 @@ def learn_vocabulary(word_counts: dict[str, int], vocab_size: int, min_frequency
                 heapq.heappush(heap, (-c, p))
             else:
                 pairs.pop(p, None)
-    return vocab[:max(vocab_size, len(SPECIAL_TOKENS) + len(alphabet))]
+    return vocab[:vocab_size]
 
 
 def _tokenizer_from_vocab(vocab: list[str], lowercase: bool):
@@ -161,6 +180,8 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
     t0 = time.time()
     if cfg.vocab_size < 100:
         raise StageError(f"vocab_size {cfg.vocab_size} is too small for WordPiece; use at least 100")
+    if cfg.limit_alphabet is not None and cfg.limit_alphabet < 1:
+        raise StageError(f"limit_alphabet={cfg.limit_alphabet} keeps no character; use at least 1, or null for all")
     # One streaming pass (a Wikipedia dump never sits in memory): words as BERT's own normalizer and
     # pre-tokenizer cut them are counted; every 100th document is held out to measure the [UNK] rate.
     pipeline, _ = _build_trainer_tokenizer(cfg.lowercase)
@@ -176,7 +197,8 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
             continue
         word_counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
     held_out = held_out or [first]  # under 100 documents: check the first one (it was also trained on)
-    tok = _tokenizer_from_vocab(learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency), cfg.lowercase)
+    vocab = learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency, cfg.limit_alphabet)
+    tok = _tokenizer_from_vocab(vocab, cfg.lowercase)
 
     fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, unk_token="[UNK]",
                              sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",

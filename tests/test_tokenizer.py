@@ -76,6 +76,20 @@ def test_learn_vocabulary_on_the_classic_bpe_example():
     assert learn_vocabulary(counts, vocab_size=100, min_frequency=8)[-2:] == ["##es", "##est"]
 
 
+def test_limit_alphabet_keeps_the_most_frequent_characters():
+    # character counts weighted by word counts: b 7, a 6, c 1, é 1 (c wins the tie: "c" < "é")
+    counts = {"ab": 5, "abc": 1, "bé": 1}
+    full = learn_vocabulary(counts, vocab_size=50, min_frequency=1)
+    assert full[5:13] == ["a", "b", "c", "é", "##a", "##b", "##c", "##é"]
+    # 3 letters: "bé" leaves merging; "ab" (count 6) merges first, then ("ab", "##c") in "abc"
+    limited = learn_vocabulary(counts, vocab_size=50, min_frequency=1, limit_alphabet=3)
+    assert limited == SPECIAL_TOKENS + ["a", "b", "c", "##a", "##b", "##c", "ab", "abc"]
+    # an alphabet that does not fit the vocabulary is an error, not a silently bigger vocabulary
+    with pytest.raises(StageError, match="vocab_size 12 cannot hold the alphabet: 4 characters"):
+        learn_vocabulary(counts, vocab_size=12, min_frequency=1)
+    assert learn_vocabulary(counts, vocab_size=12, min_frequency=1, limit_alphabet=3) == limited[:12]
+
+
 def test_training_is_identical_across_processes(tmp_path, tiny_corpus):
     """The Rust trainer breaks ties by per-process hash seeds; ours must give the same bytes every time."""
     import subprocess
