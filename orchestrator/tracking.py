@@ -80,8 +80,12 @@ class Tracker:
         if node.row:
             tags["xlt.lang"], tags["xlt.vocab"] = node.row
         run = self.client.create_run(self.experiment_id, run_name=node.id, tags=tags)
+        # lang / vocab / model_name as params too, so the UI's compare view and search_runs("params.vocab = ...")
+        # can group by them next to the hyperparameters
+        row = {"lang": node.row[0], "vocab": node.row[1]} if node.row else {}
+        named = {"model_name": node.model} if node.model else {}
         self._log_params(run.info.run_id, {k: v for k, v in node.params.items() if k != "corpus"}
-                         | {"resources": node.resources})
+                         | row | named | {"resources": node.resources})
         return run.info.run_id
 
     def _log_params(self, run_id: str, params: dict) -> None:
