@@ -234,3 +234,27 @@ def test_stale_folder_is_not_done(tmp_path):
     assert node_state(g, nid) == "stale"
     (g.node_dir(nid) / "settings.json").write_text('{"hash": "%s"}' % g.nodes[nid].hash)
     assert node_state(g, nid) == "done"
+
+
+def test_ray_submit_entry_runs_xlt_from_the_project_venv(tmp_path):
+    """`ray submit` runs the copied script from the home folder with the system python: the script must
+    move into XLT_HOME and hand over to that venv's `xlt` with the arguments unchanged."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    home = tmp_path / "xlt"
+    (home / ".venv" / "bin").mkdir(parents=True)
+    fake = home / ".venv" / "bin" / "xlt"
+    fake.write_text('#!/bin/sh\necho "cwd=$(pwd) args=$*"\n')
+    fake.chmod(0o755)
+    script = tmp_path / "ray_submit.py"       # copied alone, as `ray submit` does
+    shutil.copy(REPO_ROOT / "orchestrator" / "ray_submit.py", script)
+    env = dict(os.environ, XLT_HOME=str(home))
+    out = subprocess.run([sys.executable, str(script), "run", "configs/paper.yaml", "name=x y"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"cwd={home} args=run configs/paper.yaml name=x y"
+    missing = subprocess.run([sys.executable, str(script), "run"], cwd=tmp_path, capture_output=True, text=True,
+                             env=dict(env, XLT_HOME=str(tmp_path / "nowhere")))
+    assert missing.returncode == 1 and "Set XLT_HOME to the project folder" in missing.stderr
