@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.config import DEFAULT_CONFIG, ConfigError, load_sweep, to_dict
+from orchestrator.config import DEFAULT_CONFIG, ConfigError, check_local_data, load_sweep, to_dict
 from orchestrator.graph import build_graph
 from stages.common import StageError, write_json
 
@@ -93,6 +93,7 @@ def cmd_run(args) -> int:
 
     sweep = load_sweep(args.sweep, args.overrides)
     _ensure_data(sweep)  # before the graph: node hashes include the data files' stamps
+    check_local_data(sweep)
     graph = build_graph(sweep)
     resolved = resolved_sweep_file(sweep)
     write_json(resolved, to_dict(sweep))

@@ -493,5 +493,55 @@ def resolve_paths(s: Sweep, base: Path) -> Sweep:
     return s
 
 
+def check_local_data(s: Sweep) -> None:
+    """Every local input file and folder the sweep names exists (and no corpus file is empty), checked
+    before the first trial starts: otherwise a typo in, say, the GLUE root only shows once a fine-tuning
+    trial runs, hours of pretraining later. Called by `xlt run` after the synthetic world is written;
+    `xlt plan` and `xlt status` work without the data. Hub ids are not checked (there may be no network)."""
+    problems: list[str] = []
+
+    def need(key: str, path: str | None, kind: str = "file") -> None:
+        if path is None:
+            return
+        p = Path(path)
+        if kind == "file" and not p.is_file():
+            problems.append(f"{key}: no file {p}")
+        elif kind == "dir" and not p.is_dir():
+            problems.append(f"{key}: no folder {p}")
+        elif kind == "any" and not p.exists():
+            problems.append(f"{key}: {p} does not exist")
+
+    for name, c in s.corpora.items():
+        for f in c.files:
+            need(f"corpora.{name}.files", f)
+            if Path(f).is_file() and Path(f).stat().st_size == 0:
+                problems.append(f"corpora.{name}.files: {f} is empty")
+    for name, src in s.sources.items():
+        if src.model and src.model.startswith("/"):   # resolve_paths made local folders absolute
+            need(f"sources.{name}.model", src.model, "dir")
+    if s.finetune.data_dir is not None:
+        for task in s.finetune.tasks:
+            spec = GLUE_TASKS[task]
+            for f in ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]:
+                need(f"finetune.data_dir ({task})", str(Path(s.finetune.data_dir) / spec.folder / f))
+    if s.probe is not None:
+        for split in ("train", "dev", "test"):
+            need(f"probe.{split}", getattr(s.probe, split))
+    if s.wic is not None and s.wic.data_dir is not None:
+        for split in ("train", "dev"):
+            need(f"wic.data_dir ({split})", str(Path(s.wic.data_dir) / split), "dir")
+    if s.forgetting is not None:
+        for task, v in s.forgetting.data.items():
+            if not v.startswith(HUB_PREFIX):
+                need(f"forgetting.data.{task}", v, "any")
+    if s.winogender is not None:
+        need("winogender.data_file", s.winogender.data_file)
+    if problems:
+        shown = "\n  ".join(problems[:12]) + (f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else "")
+        raise ConfigError(f"{len(problems)} local input(s) missing, nothing was run:\n  {shown}\nFix the paths in "
+                          "the YAML or with key=value overrides (a GLUE root holds one folder per task, as "
+                          "download_glue_data.py writes it; null data paths load from the hub).")
+
+
 def to_dict(s: Sweep) -> dict:
     return dataclasses.asdict(s)

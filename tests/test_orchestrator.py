@@ -258,3 +258,38 @@ def test_ray_submit_entry_runs_xlt_from_the_project_venv(tmp_path):
     missing = subprocess.run([sys.executable, str(script), "run"], cwd=tmp_path, capture_output=True, text=True,
                              env=dict(env, XLT_HOME=str(tmp_path / "nowhere")))
     assert missing.returncode == 1 and "Set XLT_HOME to the project folder" in missing.stderr
+
+
+def test_missing_local_inputs_are_all_named_before_anything_runs(tmp_path):
+    from orchestrator.config import check_local_data
+
+    glue = tmp_path / "glue"
+    for folder, files in (("CoLA", ["train.tsv", "dev.tsv"]), ("SST-2", ["train.tsv"])):   # no RTE at all
+        (glue / folder).mkdir(parents=True)
+        for f in files:
+            (glue / folder / f).write_text("x\n")
+    (tmp_path / "E.txt").write_text("some text\n")
+    (tmp_path / "S.txt").write_text("")
+
+    def mutate(r):
+        r["corpora"] = {"E": {"files": [str(tmp_path / "E.txt")]}, "S": {"files": [str(tmp_path / "S.txt")]}}
+        r["finetune"]["data_dir"] = str(glue)
+        r["probe"]["test"] = str(tmp_path / "test.conllu")
+        for key in ("synthetic", "wic", "forgetting", "winogender"):
+            r[key] = None
+        r["probe"]["train"] = r["probe"]["dev"] = str(tmp_path / "E.txt")
+    sweep = load_sweep(write_cfg(tmp_path, mutate), base_dir=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        check_local_data(sweep)
+    msg = str(e.value)
+    assert msg.startswith("5 local input(s) missing, nothing was run")
+    for part in (f"corpora.S.files: {tmp_path / 'S.txt'} is empty", f"no file {glue / 'SST-2' / 'dev.tsv'}",
+                 f"no file {glue / 'RTE' / 'train.tsv'}", f"no file {glue / 'RTE' / 'dev.tsv'}",
+                 f"probe.test: no file {tmp_path / 'test.conllu'}"):
+        assert part in msg
+    (tmp_path / "S.txt").write_text("text\n")
+    (tmp_path / "test.conllu").write_text("x\n")
+    (glue / "RTE").mkdir()
+    for f in (glue / "SST-2" / "dev.tsv", glue / "RTE" / "train.tsv", glue / "RTE" / "dev.tsv"):
+        f.write_text("x\n")
+    check_local_data(sweep)   # everything there now
