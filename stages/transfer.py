@@ -178,6 +178,13 @@ def _rank_bands(ranked_ids: np.ndarray, row_map, tgt_tokens, src_tokens, counts,
     return bands
 
 
+def lowercases(tokenizer) -> bool:
+    """Whether the tokenizer lowercases its input, read from what its normalizer does (BertNormalizer,
+    a Lowercase step in a Sequence, ...) rather than from one class's `do_lower_case` flag."""
+    normalizer = tokenizer.backend_tokenizer.normalizer
+    return normalizer is not None and normalizer.normalize_str("Ab") == "ab"
+
+
 def transfer(cfg: TransferConfig) -> TransferResult:
     from transformers import AutoConfig, AutoModelForMaskedLM
     quiet_transformers()
@@ -226,6 +233,14 @@ def transfer(cfg: TransferConfig) -> TransferResult:
         if not cfg.target_tokenizer or not cfg.target_counts:
             raise StageError(f"{cfg.mode} mode needs target_tokenizer and target_counts (English token counts)")
         new_tok = load_tokenizer(cfg.target_tokenizer)
+        if lowercases(new_tok) != lowercases(src_tok):
+            # The paper's English vocabulary follows the source's casing (uncased only for AraBERT). A mismatch
+            # is a config slip: the source rows would be reused for tokens of the other casing.
+            want = "true" if lowercases(src_tok) else "false"
+            raise StageError(f"source {cfg.source} is {'uncased' if lowercases(src_tok) else 'cased'} but the English "
+                             f"tokenizer {cfg.target_tokenizer} is {'uncased' if lowercases(new_tok) else 'cased'}; "
+                             f"set this source's `lowercase: {want}` in the sweep config so the English vocabulary "
+                             "is trained with the source's casing")
         counts = np.load(cfg.target_counts)
         src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
         row_map, ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,

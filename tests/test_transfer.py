@@ -11,19 +11,19 @@ from stages.common import StageError
 from stages.transfer import TransferConfig, transfer
 
 
-def hand_tokenizer(folder, tokens: list[str]):
+def hand_tokenizer(folder, tokens: list[str], lowercase: bool = False):
     """A BERT WordPiece tokenizer with exactly this vocabulary, in this id order."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", tokens.index("[CLS]")), ("[SEP]", tokens.index("[SEP]"))])
-    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-                             cls_token="[CLS]", mask_token="[MASK]")
+    fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase, unk_token="[UNK]", sep_token="[SEP]",
+                             pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
     fast.save_pretrained(str(folder))
     return fast
 
@@ -150,6 +150,17 @@ def test_scratch_has_target_vocab_and_source_shape(setup):
     emb, _, model = rows_of(str(tmp / "out"))
     assert emb.shape == (len(TARGET),) and model.config.hidden_size == 8
     assert not np.allclose(emb, np.round(emb))  # random init, not the source's integer rows
+
+
+def test_casing_mismatch_between_source_and_english_tokenizer_is_refused(setup):
+    tmp, src = setup
+    hand_tokenizer(tmp / "tgt_uncased", TARGET, lowercase=True)
+    with pytest.raises(StageError, match="is cased but the English tokenizer .* is uncased; set this source's "
+                                         "`lowercase: false`"):
+        transfer(TransferConfig(source=src, mode="frequency", output_dir=str(tmp / "out"),
+                                target_tokenizer=str(tmp / "tgt_uncased"), target_counts=str(tmp / "counts.npy")))
+    # keep mode uses the source's own tokenizer: no English vocabulary to disagree with
+    transfer(TransferConfig(source=src, mode="keep", output_dir=str(tmp / "kept"), keep_vocab_size=None))
 
 
 def test_target_vocab_larger_than_source_table_is_refused(tmp_path):
