@@ -19,6 +19,7 @@ import yaml
 from stages.corpus import CorpusConfig
 from stages.glue import GLUE_TASKS
 from stages.synthetic import SyntheticConfig
+from stages.tokenizer import TRAINERS
 from stages.transfer import MODES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,7 @@ class Target:
     vocab_size: int = 32000
     min_frequency: int = 2
     limit_alphabet: int | None = 1000    # characters kept as letters; Wikipedia's rare ones would fill the vocabulary
+    trainer: str = "exact"               # exact (same vocabulary in every process) or tokenizers (Rust, for Wikipedia)
 
 
 @dataclass
@@ -384,6 +386,8 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"corpora.{name}: give either files or hub_dataset, exactly one")
     if s.target.corpus not in s.corpora:
         raise ConfigError(f"target.corpus: unknown corpus {s.target.corpus!r}; defined: {', '.join(s.corpora)}")
+    if s.target.trainer not in TRAINERS:
+        raise ConfigError(f"target.trainer: unknown {s.target.trainer!r}; choose from {', '.join(TRAINERS)}")
     if s.target.limit_alphabet is not None and s.target.limit_alphabet < 1:
         raise ConfigError(f"target.limit_alphabet: {s.target.limit_alphabet} keeps no character; use at least 1 "
                           "(1000 is the tokenizers BERT trainer's default), or null for every character")

@@ -87,7 +87,7 @@ def build_graph(s: Sweep) -> Graph:
         return g.add(Node(node_id, "tokenizer", (), {
             "corpus": dataclasses.asdict(s.corpora[s.target.corpus]), "corpus_name": s.target.corpus,
             "vocab_size": s.target.vocab_size, "lowercase": lowercase, "min_frequency": s.target.min_frequency,
-            "limit_alphabet": s.target.limit_alphabet,
+            "limit_alphabet": s.target.limit_alphabet, "trainer": s.target.trainer,
         }, _res(s.resources.tokenizer))).id
 
     def source_model(name: str) -> tuple[str | None, str | None]:
@@ -99,7 +99,7 @@ def build_graph(s: Sweep) -> Graph:
         tok = g.add(Node(f"tokenizer/{name}-{b.vocab_size}-{_casing(src.lowercase)}", "tokenizer", (), {
             "corpus": dataclasses.asdict(s.corpora[b.corpus]), "corpus_name": b.corpus, "vocab_size": b.vocab_size,
             "lowercase": src.lowercase, "min_frequency": s.target.min_frequency,
-            "limit_alphabet": s.target.limit_alphabet,
+            "limit_alphabet": s.target.limit_alphabet, "trainer": s.target.trainer,
         }, _res(s.resources.tokenizer))).id
         node = g.add(Node(f"pretrain/{name}", "pretrain", (tok,), {
             "mode": "build", "source": name, "tokenizer_node": tok, "corpus": dataclasses.asdict(s.corpora[b.corpus]),

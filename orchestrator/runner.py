@@ -115,7 +115,8 @@ def _tokenizer(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
     p = node.params
     res = train_tokenizer(TokenizerConfig(corpus=CorpusConfig(**p["corpus"]), output_dir=str(d / "tokenizer"),
                                           vocab_size=p["vocab_size"], lowercase=p["lowercase"],
-                                          min_frequency=p["min_frequency"], limit_alphabet=p["limit_alphabet"]))
+                                          min_frequency=p["min_frequency"], limit_alphabet=p["limit_alphabet"],
+                                          trainer=p["trainer"]))
     on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
     return {"result": dataclasses.asdict(res)}
 

@@ -6,6 +6,11 @@ most frequent adjacent pair until the vocabulary is full), but ties are broken b
 instead of by hash-map order, so the same corpus gives the same vocabulary in every process. (The Rust
 trainer orders "##" pieces and tied merges by per-process hash seeds: three trainings of the demo corpus
 gave three vocabularies.) Ids are in merge order, i.e. roughly by frequency, as in BERT's own files.
+
+The learner is pure Python and holds every word type in memory: about 52 s and 1 GB for 400K word types
+with a 32K vocabulary, so English Wikipedia's millions of types take it tens of minutes and tens of GB.
+`trainer="tokenizers"` runs the Rust trainer instead (multi-threaded, compact), at the price of tied merges
+that depend on the process: the vocabulary is trained once per sweep and every dependent node reuses it.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from stages.common import StageError, write_json
 from stages.corpus import CorpusConfig, iter_documents
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TRAINERS = ("exact", "tokenizers")
 HELD_OUT_EVERY = 100  # every 100th document is kept out of training to measure the [UNK] rate honestly
 MAX_HELD_OUT = 10_000
 
@@ -31,6 +37,8 @@ class TokenizerConfig:
     lowercase: bool = False  # casing follows the source model: cased except AraBERT
     min_frequency: int = 2
     limit_alphabet: int | None = 1000  # most frequent characters kept (the tokenizers BERT trainer's default)
+    trainer: str = "exact"      # "exact": this module's learner, the same vocabulary in every process;
+                                # "tokenizers": the Rust trainer, for Wikipedia-sized corpora (see _train_with_tokenizers)
     max_unk_rate: float = 0.01  # fail when held-out text is more [UNK] than this
 
 
@@ -162,6 +170,22 @@ def learn_vocabulary(word_counts: dict[str, int], vocab_size: int, min_frequency
     return vocab[:vocab_size]
 
 
+def _train_with_tokenizers(pipeline, documents, cfg: TokenizerConfig) -> list[str]:
+    """The Rust WordPiece trainer of `tokenizers`: multi-threaded and memory-lean, for Wikipedia-sized corpora;
+    its tied merges follow per-process hash order, so two trainings may differ in a few tokens."""
+    from tokenizers import trainers
+
+    trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=SPECIAL_TOKENS, limit_alphabet=cfg.limit_alphabet,
+                                        continuing_subword_prefix="##", show_progress=False)
+    pipeline.train_from_iterator(documents, trainer)
+    vocab = [t for t, _ in sorted(pipeline.get_vocab().items(), key=lambda kv: kv[1])]
+    if len(vocab) > cfg.vocab_size:   # the trainer keeps the whole alphabet even when it does not fit
+        raise StageError(f"vocab_size {cfg.vocab_size} cannot hold the alphabet of this corpus ({len(vocab)} tokens "
+                         "before any merge). Lower limit_alphabet or raise vocab_size.")
+    return vocab
+
+
 def _tokenizer_from_vocab(vocab: list[str], lowercase: bool):
     from tokenizers import models, processors
 
@@ -182,22 +206,34 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
         raise StageError(f"vocab_size {cfg.vocab_size} is too small for WordPiece; use at least 100")
     if cfg.limit_alphabet is not None and cfg.limit_alphabet < 1:
         raise StageError(f"limit_alphabet={cfg.limit_alphabet} keeps no character; use at least 1, or null for all")
-    # One streaming pass (a Wikipedia dump never sits in memory): words as BERT's own normalizer and
-    # pre-tokenizer cut them are counted; every 100th document is held out to measure the [UNK] rate.
+    if cfg.trainer not in TRAINERS:
+        raise StageError(f"unknown trainer {cfg.trainer!r}; choose {' or '.join(TRAINERS)}")
+    # One streaming pass (a Wikipedia dump never sits in memory); every 100th document is held out to
+    # measure the [UNK] rate.
     pipeline, _ = _build_trainer_tokenizer(cfg.lowercase)
-    word_counts: Counter = Counter()
     held_out: list[str] = []
     first, n_docs = None, 0
-    for i, d in enumerate(iter_documents(cfg.corpus, "tokenizer corpus")):
-        n_docs += 1
-        first = d if first is None else first
-        if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1:
-            if len(held_out) < MAX_HELD_OUT:
-                held_out.append(d)
-            continue
-        word_counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
+
+    def training_documents():
+        nonlocal first, n_docs
+        for i, d in enumerate(iter_documents(cfg.corpus, "tokenizer corpus")):
+            n_docs += 1
+            first = d if first is None else first
+            if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1:
+                if len(held_out) < MAX_HELD_OUT:
+                    held_out.append(d)
+                continue
+            yield d
+
+    if cfg.trainer == "exact":
+        # words as BERT's own normalizer and pre-tokenizer cut them, counted
+        word_counts: Counter = Counter()
+        for d in training_documents():
+            word_counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
+        vocab = learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency, cfg.limit_alphabet)
+    else:
+        vocab = _train_with_tokenizers(pipeline, training_documents(), cfg)
     held_out = held_out or [first]  # under 100 documents: check the first one (it was also trained on)
-    vocab = learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency, cfg.limit_alphabet)
     tok = _tokenizer_from_vocab(vocab, cfg.lowercase)
 
     fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, unk_token="[UNK]",

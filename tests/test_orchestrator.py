@@ -80,6 +80,7 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r["experiments"].update(direct=["SV"]), "experiments.direct: unknown source 'SV'"),
     (lambda r: r["target"].update(corpus="wiki"), "target.corpus: unknown corpus 'wiki'"),
     (lambda r: r["target"].update(limit_alphabet=0), "target.limit_alphabet: 0 keeps no character"),
+    (lambda r: r["target"].update(trainer="sentencepiece"), "target.trainer: unknown 'sentencepiece'; choose from exact"),
     (lambda r: r.update(tracking_uri="./mlruns"), "MLflow 3 refuses"),
     (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
     (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune"),

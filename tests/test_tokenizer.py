@@ -90,6 +90,37 @@ def test_limit_alphabet_keeps_the_most_frequent_characters():
     assert learn_vocabulary(counts, vocab_size=12, min_frequency=1, limit_alphabet=3) == limited[:12]
 
 
+def _syllable_corpus(path, n_lines=3000, seed=0):
+    """Made-up words from English-looking syllables with Zipfian frequencies: many pairs compete to merge."""
+    import random
+
+    rng = random.Random(seed)
+    syl = ["th", "e", "an", "in", "er", "on", "re", "at", "st", "en", "ing", "ion", "al", "ou", "ed", "is", "ar"]
+    lexicon = sorted({"".join(rng.choice(syl) for _ in range(rng.randint(1, 4))) for _ in range(3000)})
+    rng.shuffle(lexicon)
+    weights = [1 / (i + 3) for i in range(len(lexicon))]
+    with open(path, "w") as f:
+        for _ in range(n_lines):
+            f.write(" ".join(rng.choices(lexicon, weights, k=rng.randint(5, 15))) + "\n")
+    return path
+
+
+def test_rust_trainer_learns_nearly_the_same_vocabulary(tmp_path):
+    """The two trainers run the same algorithm and differ in tie-breaking only: most tokens agree (a learner
+    that merged by the wrong counts would share little more than the alphabet, a tenth of these; here 98%)."""
+    corpus = CorpusConfig(files=[str(_syllable_corpus(tmp_path / "c.txt"))])
+    vocabs = {}
+    for trainer in ("exact", "tokenizers"):
+        res = train_tokenizer(TokenizerConfig(corpus=corpus, output_dir=str(tmp_path / trainer), vocab_size=300,
+                                              trainer=trainer))
+        tok = load_tokenizer(str(tmp_path / trainer), expected_vocab_size=300)
+        assert res.unk_rate == 0.0 and tok.convert_ids_to_tokens(list(range(5))) == SPECIAL_TOKENS
+        vocabs[trainer] = set(tok.get_vocab())
+    assert len(vocabs["exact"] & vocabs["tokenizers"]) / 300 > 0.85
+    with pytest.raises(StageError, match="unknown trainer 'bpe'"):
+        train_tokenizer(TokenizerConfig(corpus=corpus, output_dir=str(tmp_path / "x"), trainer="bpe"))
+
+
 def test_training_is_identical_across_processes(tmp_path, tiny_corpus):
     """The Rust trainer breaks ties by per-process hash seeds; ours must give the same bytes every time."""
     import subprocess
