@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from orchestrator.config import DEFAULT_CONFIG, ConfigError, check_local_data, load_sweep, to_dict
-from orchestrator.graph import build_graph
+from orchestrator.graph import KIND_ORDER, build_graph
 from stages.common import StageError, write_json
 
 
@@ -34,18 +34,18 @@ def _ensure_data(sweep) -> None:
 
 def cmd_plan(args) -> int:
     sweep, graph = _load(args)
-    kinds = graph.by_kind()
+    kinds = dict(sorted(graph.by_kind().items(), key=lambda kv: KIND_ORDER[kv[0]]))
     print(f"sweep {sweep.name}: {len(graph.nodes)} nodes -> {sweep.output_dir}")
     for kind, nodes in kinds.items():
         r = nodes[0].resources
         print(f"  {kind:<10} {len(nodes):>4} node(s), each {r['cpu']:g} CPU / {r['gpu']:g} GPU")
     print("\nnodes (parents first):")
     for n in graph.nodes.values():
-        if n.kind in ("tokenizer", "pretrain"):
+        if n.kind in ("tokenizer", "tokenize", "pretrain"):
             print(f"  {n.id:<45} <- {', '.join(n.parents) or '(none)'}")
     # The many per-task / per-seed / per-layer trials, counted per kind and model.
     for kind, nodes in kinds.items():
-        if kind in ("tokenizer", "pretrain"):
+        if kind in ("tokenizer", "tokenize", "pretrain"):
             continue
         by_model: dict[str, list] = {}
         for n in nodes:

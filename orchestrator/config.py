@@ -222,6 +222,7 @@ class Resources:
 @dataclass
 class ResourceSettings:
     tokenizer: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0))
+    tokenize: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0))   # corpus -> token cache
     pretrain: Resources = field(default_factory=lambda: Resources(cpu=4, gpu=1))
     finetune: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
     features: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))

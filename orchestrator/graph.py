@@ -18,8 +18,8 @@ from pathlib import Path
 from orchestrator.config import HUB_PREFIX, ConfigError, Sweep
 
 # Earlier kinds first: they gate the others (Gate.next_ready starts the lowest ready kind first).
-KIND_ORDER = {"tokenizer": 0, "pretrain": 1, "features": 2, "finetune": 3, "probe": 4, "wic": 4, "forget": 4,
-              "winogender": 5}
+KIND_ORDER = {"tokenizer": 0, "tokenize": 1, "pretrain": 2, "features": 3, "finetune": 4, "probe": 5, "wic": 5,
+              "forget": 5, "winogender": 6}
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,14 @@ def build_graph(s: Sweep) -> Graph:
             "limit_alphabet": s.target.limit_alphabet, "trainer": s.target.trainer,
         }, _res(s.resources.tokenizer))).id
 
+    def tokenized(corpus_name: str, tok: str) -> str:
+        """The CPU node that writes the token cache of (corpus, tokenizer) before any pretraining node that
+        reads it starts: otherwise the first of them tokenizes (Wikipedia: hours) while holding its GPU, and
+        the others hold theirs waiting on the cache lock."""
+        return g.add(Node(f"tokenize/{corpus_name}/{tok.split('/', 1)[1]}", "tokenize", (tok,), {
+            "corpus": dataclasses.asdict(s.corpora[corpus_name]), "corpus_name": corpus_name, "tokenizer_node": tok,
+        }, _res(s.resources.tokenize))).id
+
     def source_model(name: str) -> tuple[str | None, str | None]:
         """(hub id or folder, or None) and the node that builds the source in the sweep (or None)."""
         src = s.sources[name]
@@ -101,7 +109,7 @@ def build_graph(s: Sweep) -> Graph:
             "lowercase": src.lowercase, "min_frequency": s.target.min_frequency,
             "limit_alphabet": s.target.limit_alphabet, "trainer": s.target.trainer,
         }, _res(s.resources.tokenizer))).id
-        node = g.add(Node(f"pretrain/{name}", "pretrain", (tok,), {
+        node = g.add(Node(f"pretrain/{name}", "pretrain", (tok, tokenized(b.corpus, tok)), {
             "mode": "build", "source": name, "tokenizer_node": tok, "corpus": dataclasses.asdict(s.corpora[b.corpus]),
             "corpus_name": b.corpus, "architecture": dataclasses.asdict(b.architecture),
             "settings": dataclasses.asdict(b.pretrain), "seed": s.seed,
@@ -124,9 +132,9 @@ def build_graph(s: Sweep) -> Graph:
         for mode in s.experiments.vocab_modes:
             parents = tuple(p for p in (build_node,) if p)
             tok = None
-            if mode != "keep":
+            if mode != "keep":   # keep mode's tokenizer is the source's, cut inside the trial: it tokenizes there
                 tok = english_tokenizer(src.lowercase)
-                parents += (tok,)
+                parents += (tok, tokenized(s.target.corpus, tok))
             key = f"{name}-to-en-{mode}"
             vocab = label(name) if mode == "keep" else ("en" if mode == "frequency" else f"en ({mode})")
             row = (f"{label(name)}→en", vocab)
@@ -149,8 +157,8 @@ def build_graph(s: Sweep) -> Graph:
             params = {"mode": "build", "architecture": dataclasses.asdict(s.sources[like].build.architecture), **common}
         else:
             params = {"mode": "scratch", "source_model": s.sources[like].model, "source_node": None, **common}
-        node = g.add(Node("pretrain/en-scratch", "pretrain", (tok,), params, _res(s.resources.pretrain),
-                          model="en-scratch", row=("en", "en")))
+        node = g.add(Node("pretrain/en-scratch", "pretrain", (tok, tokenized(s.target.corpus, tok)), params,
+                          _res(s.resources.pretrain), model="en-scratch", row=("en", "en")))
         add_model("en-scratch", ("en", "en"), None, node.id, "en")
 
     # The source models themselves: fine-tuned directly ([lang]), and the reference of the forgetting study.

@@ -88,7 +88,7 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     try:
-        fn = {"tokenizer": _tokenizer, "pretrain": _pretrain, "finetune": _finetune, "forget": _finetune,
+        fn = {"tokenizer": _tokenizer, "tokenize": _tokenize, "pretrain": _pretrain, "finetune": _finetune, "forget": _finetune,
               "features": _features, "probe": _probe, "wic": _wic, "winogender": _winogender}[node.kind]
         summary = fn(graph, node, d, on_log, threads, tracker, run_id, log)
     except BaseException as e:
@@ -119,6 +119,33 @@ def _tokenizer(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
                                           trainer=p["trainer"]))
     on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
     return {"result": dataclasses.asdict(res)}
+
+
+def _tokenize(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    """Build the token cache of (corpus, tokenizer) that the pretraining nodes below read (and, for
+    frequency mapping, count). The sweep turns tokenizers' thread pool off for every trial (it is unsafe in a
+    process that forks after using it, and trials share machines); this trial forks nothing and owns its
+    CPUs, so batch encoding may use them all."""
+    from stages.corpus import CorpusConfig, tokenize_to_cache
+    from stages.tokenizer import load_tokenizer
+
+    p = node.params
+    saved = {k: os.environ.get(k) for k in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS")}
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    os.environ["RAYON_NUM_THREADS"] = str(max(1, threads))
+    try:
+        tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
+        cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, Path(graph.sweep.output_dir) / "cache",
+                                  p["corpus_name"], log=log)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    meta = read_json(cache.with_suffix(".json"))
+    on_log(0, {k: v for k, v in meta.items() if isinstance(v, (int, float))})
+    return {"cache": str(cache), "meta": meta}
 
 
 def _model_dir(graph: Graph, model: str | None, model_node: str | None) -> str:

@@ -61,7 +61,7 @@ def test_evaluation_suite_through_ray(tmp_path, ray_session, capsys):
     graph = build_graph(load_sweep(cfg))
     kinds = {k: len(v) for k, v in graph.by_kind().items()}
     # models: S-to-en-frequency, en-scratch, and [S] (joins for forgetting; no GLUE rows as it is not `direct`)
-    assert kinds == {"tokenizer": 2, "pretrain": 3, "features": 3, "finetune": 2, "probe": 6, "wic": 3,
+    assert kinds == {"tokenizer": 2, "tokenize": 2, "pretrain": 3, "features": 3, "finetune": 2, "probe": 6, "wic": 3,
                      "forget": 6, "winogender": 2}
     done = {n: read_done(graph, n) for n in graph.nodes}
     assert all(done.values()), [n for n, d in done.items() if not d]

@@ -28,12 +28,19 @@ CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null"]
 def test_demo_graph_shape_and_dependencies(tmp_path):
     g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
     kinds = g.by_kind()
-    assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "pretrain": 5, "finetune": 5 * 3 * 2}
+    assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "tokenize": 2, "pretrain": 5,
+                                                     "finetune": 5 * 3 * 2}
     n = g.nodes
-    assert n["pretrain/S"].parents == ("tokenizer/S-1000-cased",)
-    assert set(n["pretrain/S-to-en-frequency"].parents) == {"pretrain/S", "tokenizer/en-1000-cased"}
+    # every pretraining node that reads a corpus through a tokenizer known before it starts waits for a CPU
+    # node to write that token cache (one per corpus and tokenizer, shared)
+    assert n["tokenize/E/en-1000-cased"].parents == ("tokenizer/en-1000-cased",)
+    assert n["tokenize/E/en-1000-cased"].resources == {"cpu": 1, "gpu": 0}
+    assert n["pretrain/S"].parents == ("tokenizer/S-1000-cased", "tokenize/S/S-1000-cased")
+    assert set(n["pretrain/S-to-en-frequency"].parents) == {"pretrain/S", "tokenizer/en-1000-cased",
+                                                            "tokenize/E/en-1000-cased"}
     assert n["pretrain/S-to-en-keep"].parents == ("pretrain/S",)  # keep needs no English vocabulary
-    assert n["pretrain/en-scratch"].parents == ("tokenizer/en-1000-cased",)  # architecture from config, no wait
+    # architecture from config, no wait for the source
+    assert n["pretrain/en-scratch"].parents == ("tokenizer/en-1000-cased", "tokenize/E/en-1000-cased")
     assert n["finetune/S/cola/seed1"].parents == ("pretrain/S",)  # direct fine-tuning of the source
     assert n["finetune/S-to-en-random-map/rte/seed2"].parents == ("pretrain/S-to-en-random-map",)
     assert n["finetune/S-to-en-keep/sst2/seed1"].row == ("S→en", "S")
@@ -52,7 +59,9 @@ def test_paper_graph_matches_the_study(tmp_path):
     assert len(kinds["pretrain"]) == 5 * 3 + 1
     models = {n.model for n in kinds["finetune"]}
     assert len(models) == 15 + 1 + 6 and len(kinds["finetune"]) == 22 * 8 * 5
-    assert g.nodes["pretrain/ar1-to-en-frequency"].parents == ("tokenizer/en-32000-uncased",)
+    assert g.nodes["pretrain/ar1-to-en-frequency"].parents == ("tokenizer/en-32000-uncased",
+                                                               "tokenize/wiki_en/en-32000-uncased")
+    assert g.nodes["tokenize/wiki_en/en-32000-uncased"].resources == {"cpu": 8, "gpu": 0}
     assert g.nodes["finetune/bert-base/mnli/seed3"].parents == ()  # hub model: ready at once
     assert g.nodes["pretrain/sv-to-en-keep"].params["keep_vocab_size"] == 32000
     assert g.nodes["pretrain/nl-to-en-keep"].params["keep_vocab_size"] is None
@@ -119,8 +128,12 @@ def test_gate_releases_children_only_after_parents(tmp_path):
     first = _drain(gate)
     assert sorted(first) == ["tokenizer/S-1000-cased", "tokenizer/en-1000-cased"]
     gate.complete("tokenizer/en-1000-cased", ok=True)
-    assert _drain(gate) == ["pretrain/en-scratch"]  # the only node waiting on the English vocabulary alone
+    assert _drain(gate) == ["tokenize/E/en-1000-cased"]  # the token cache before any pretraining that reads it
+    gate.complete("tokenize/E/en-1000-cased", ok=True)
+    assert _drain(gate) == ["pretrain/en-scratch"]  # the only one waiting on the English side alone
     gate.complete("tokenizer/S-1000-cased", ok=True)
+    assert _drain(gate) == ["tokenize/S/S-1000-cased"]
+    gate.complete("tokenize/S/S-1000-cased", ok=True)
     assert _drain(gate) == ["pretrain/S"]
     gate.complete("pretrain/S", ok=True)
     released = _drain(gate)
@@ -132,7 +145,8 @@ def test_gate_releases_children_only_after_parents(tmp_path):
 
 def test_gate_fails_descendants_and_skips_done(tmp_path):
     g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
-    done = {"tokenizer/S-1000-cased", "tokenizer/en-1000-cased", "pretrain/en-scratch"}
+    done = {"tokenizer/S-1000-cased", "tokenizer/en-1000-cased", "tokenize/S/S-1000-cased", "tokenize/E/en-1000-cased",
+            "pretrain/en-scratch"}
     gate = Gate(g, done=done)
     scratch_ft = [n for n in g.nodes if n.startswith("finetune/en-scratch/")]
     assert _drain(gate) == ["pretrain/S", *scratch_ft]  # done nodes are not handed out again
@@ -163,9 +177,10 @@ def test_searcher_as_plain_object(tmp_path):
     (g.node_dir(a["node_id"]) / "DONE").write_text("{}")
     searcher.on_trial_complete("t1", result={"done": 1})
     b = searcher.suggest("t3")
-    assert b["node_id"] == "pretrain/S"
+    assert b["node_id"] == "tokenize/S/S-1000-cased"
     searcher.on_trial_complete("t3", error=True)  # no DONE marker: failed; its children are failed with it
-    assert (g.node_dir("pretrain/S-to-en-keep") / "FAILED").read_text().startswith("not run: its parent pretrain/S")
+    assert (g.node_dir("pretrain/S-to-en-keep") / "FAILED").read_text().startswith(
+        "not run: its parent tokenize/S/S-1000-cased")
     assert searcher.suggest("t4") == Searcher.FINISHED
 
 

@@ -74,6 +74,11 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
     ok_nodes = [n for n in graph.nodes if n not in (failed_transfer, child)]
     done = {n: read_done(graph, n) for n in ok_nodes}
     assert all(done.values()), [n for n, d in done.items() if not d]
+    # the token caches are written by the tokenize nodes and reused by pretraining: one per (corpus, tokenizer),
+    # the third one being E through the kept S vocabulary (cut inside the keep trial)
+    caches = sorted((graph.node_dir("x").parent / "cache").glob("tokens-*.bin"))
+    assert {done["tokenize/E/en-300-cased"]["cache"], done["tokenize/S/S-120-cased"]["cache"]} < set(map(str, caches))
+    assert len(caches) == 3 and done["tokenize/E/en-300-cased"]["meta"]["tokens"] > 10_000
     # gating: every node started after all its parents had finished
     for n in ok_nodes:
         for p in graph.nodes[n].parents:
