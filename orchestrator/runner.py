@@ -88,8 +88,9 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     try:
-        fn = {"tokenizer": _tokenizer, "tokenize": _tokenize, "pretrain": _pretrain, "finetune": _finetune, "forget": _finetune,
-              "features": _features, "probe": _probe, "wic": _wic, "winogender": _winogender}[node.kind]
+        fn = {"tokenizer": _tokenizer, "tokenize": _tokenize, "pretrain": _pretrain, "finetune": _finetune,
+              "forget": _finetune, "features": _features, "probe": _probe, "wic": _wic,
+              "winogender": _winogender}[node.kind]
         summary = fn(graph, node, d, on_log, threads, tracker, run_id, log)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"

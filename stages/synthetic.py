@@ -112,7 +112,7 @@ class SyntheticConfig:
     cola_agreement_share: float = 0.35  # bad CoLA sentences with an agreement error (rest: order/drop/duplicate)
     cola_long_distance_share: float = 0.3  # of those, share where an attractor PP/relative clause intervenes
     cola_max_words: int = 25           # longest CoLA sentence (at least 5 words): one error is a bigger share of a short one
-    cola_errors: int = 1               # errors per unacceptable sentence: the first as above, the others order/drop/duplicate
+    cola_errors: int = 1               # errors per unacceptable sentence; the others are order/drop/duplicate
     sst_negation_rate: float = 0.3     # evaluative clauses under "not"/"never" (lexical polarity flipped)
     sst_contrast_rate: float = 0.15    # "A, but B" / "although A, B": B decides, A has the opposite polarity
     rte_negation_rate: float = 0.4     # negated premises (near 0.5, adding/removing "not" tells nothing alone)
@@ -1106,7 +1106,8 @@ def _cola_bad(rng: random.Random, s: Sentence, real: RealizerE, lex: Lexicon, cf
         else:
             obj.vflip = True
         original = real.sentence(s)
-        toks, kind = original, "long_agreement" if long_distance else ("det_agreement" if what == "det" else "agreement")
+        toks = original
+        kind = "long_agreement" if long_distance else ("det_agreement" if what == "det" else "agreement")
     else:
         original = real.sentence(s)
         kind = ("swap", "drop", "dup")[int(rng.random() * 3)]

@@ -38,7 +38,7 @@ class TokenizerConfig:
     min_frequency: int = 2
     limit_alphabet: int | None = 1000  # most frequent characters kept (the tokenizers BERT trainer's default)
     trainer: str = "exact"      # "exact": this module's learner, the same vocabulary in every process;
-                                # "tokenizers": the Rust trainer, for Wikipedia-sized corpora (see _train_with_tokenizers)
+                                # "tokenizers": the Rust trainer, for Wikipedia-sized corpora
     max_unk_rate: float = 0.01  # fail when held-out text is more [UNK] than this
 
 
@@ -229,7 +229,8 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
         # words as BERT's own normalizer and pre-tokenizer cut them, counted
         word_counts: Counter = Counter()
         for d in training_documents():
-            word_counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
+            words = pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d))
+            word_counts.update(w for w, _ in words)
         vocab = learn_vocabulary(word_counts, cfg.vocab_size, cfg.min_frequency, cfg.limit_alphabet)
     else:
         vocab = _train_with_tokenizers(pipeline, training_documents(), cfg)

@@ -298,7 +298,8 @@ def test_extra_cola_errors_add_errors_but_no_length_cue(world, tmp_path):
     def repeated(w):
         rows = [r for split in ("train", "dev") for r in _task_rows(w, "cola", split)[1]]
         texts = {lab: [r[3].lower().rstrip(".").split() for r in rows if r[1] == lab] for lab in ("0", "1")}
-        return {lab: sum(any(a == b for a, b in itertools.pairwise(t)) for t in ts) / len(ts) for lab, ts in texts.items()}
+        return {lab: sum(any(a == b for a, b in itertools.pairwise(t)) for t in ts) / len(ts)
+                for lab, ts in texts.items()}
     one = repeated(world)
     three = repeated(generate(SyntheticConfig(out_dir=str(tmp_path / "w"), **dict(SMALL, cola_errors=3))))
     assert one["1"] < 0.02 and three["1"] < 0.02        # a good sentence rarely repeats a word ("that that")
