@@ -2,7 +2,7 @@
 
     xlt run   [SWEEP.yaml] [key=value ...]   run the sweep, or resume it (finished nodes are skipped)
     xlt plan  [SWEEP.yaml] [key=value ...]   print the trial graph without running anything
-    xlt status [SWEEP.yaml] [key=value ...]  done / running / failed / pending per node
+    xlt status [SWEEP.yaml] [key=value ...]  done / running / failed / pending per kind (--nodes: per node)
     xlt report [SWEEP.yaml] [key=value ...]  Table 2 / Table 7 shaped results, markdown and CSV
 
 Without SWEEP.yaml the embedded default, configs/demo.yaml, is used (a tiny offline end-to-end sweep).
@@ -62,12 +62,13 @@ def cmd_status(args) -> int:
 
     sweep, graph = _load(args)
     states = {n: node_state(graph, n) for n in graph.nodes}
-    for kind, nodes in graph.by_kind().items():
+    for kind, nodes in sorted(graph.by_kind().items(), key=lambda kv: KIND_ORDER[kv[0]]):
         c = Counter(states[n.id] for n in nodes)
-        print(f"{kind:<10} done {c['done']:>4}  interrupted/running {c['interrupted']:>4}  "
-              f"failed {c['failed']:>4}  pending {c['pending']:>4}  stale {c['stale']:>4}")
+        print(f"{kind:<10} done {c['done']:>4}  running {c['running']:>4}  started {c['started']:>4}  "
+              f"interrupted {c['interrupted']:>4}  failed {c['failed']:>4}  pending {c['pending']:>4}  "
+              f"stale {c['stale']:>4}")
     for n, st in states.items():
-        if st in ("failed", "interrupted"):
+        if args.nodes or st in ("failed", "interrupted", "running", "started"):
             msg = ""
             f = graph.node_dir(n) / "FAILED"
             if f.exists():
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("sweep", nargs="?", default=str(DEFAULT_CONFIG))
         p.add_argument("overrides", nargs="*", help="key=value, e.g. pretrain.max_steps=100")
+        if name == "status":
+            p.add_argument("--nodes", action="store_true", help="list every node with its state")
         p.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     if args.sweep and "=" in args.sweep:  # `xlt run a=b`: overrides on the default config

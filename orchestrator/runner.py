@@ -2,7 +2,8 @@
 
 Every node writes into its own folder. `DONE` (JSON summary) is written last, only after the stage
 succeeded, so a folder with `DONE` is finished work a rerun may skip; `FAILED` holds the last error;
-`STARTED` says an attempt began (a folder with STARTED and neither of the others was interrupted).
+`STARTED` says an attempt began, on which host and in which process (with neither of the others, the attempt
+is still running or was interrupted: `node_state` tells which).
 """
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ def _folder_hash(node_dir: Path) -> str | None:
 
 
 def node_state(graph: Graph, node_id: str) -> str:
-    """done | failed | interrupted | pending, or stale: the folder holds work made with other settings."""
+    """done | failed | running | started | interrupted | pending, or stale: the folder holds work made with
+    other settings. An attempt without DONE or FAILED is `running` while the process that wrote STARTED is
+    alive on this machine, `interrupted` once it is gone, and `started` when it ran on another machine (whose
+    processes this one cannot see). A recycled pid can make a dead attempt look running."""
     d = graph.node_dir(node_id)
     if not d.exists() or not any(d.iterdir()):
         return "pending"
@@ -39,8 +43,23 @@ def node_state(graph: Graph, node_id: str) -> str:
     if (d / FAILED).exists():
         return "failed"
     if (d / STARTED).exists():
-        return "interrupted"
+        return _attempt_state(d / STARTED)
     return "pending"
+
+
+def _attempt_state(started: Path) -> str:
+    try:
+        info = read_json(started)
+        if info["host"] != os.uname().nodename:
+            return "started"
+        os.kill(int(info["pid"]), 0)   # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return "interrupted"
+    except PermissionError:
+        return "running"               # alive, owned by another user
+    except (OSError, ValueError, KeyError, TypeError):
+        return "interrupted"           # unreadable marker: a crash while writing it
+    return "running"
 
 
 def done_nodes(graph: Graph) -> set[str]:

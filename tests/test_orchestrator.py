@@ -310,3 +310,29 @@ def test_missing_local_inputs_are_all_named_before_anything_runs(tmp_path):
     for f in (glue / "SST-2" / "dev.tsv", glue / "RTE" / "train.tsv", glue / "RTE" / "dev.tsv"):
         f.write_text("x\n")
     check_local_data(sweep)   # everything there now
+
+
+def test_started_nodes_are_running_only_while_their_process_lives(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from orchestrator.runner import node_state
+
+    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    nid = "pretrain/S"
+    d = g.node_dir(nid)
+    d.mkdir(parents=True)
+    (d / "settings.json").write_text(json.dumps({"hash": g.nodes[nid].hash}))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = os.uname().nodename
+    for host, pid, state in ((here, os.getpid(), "running"), (here, dead.pid, "interrupted"),
+                             ("another-machine", os.getpid(), "started")):
+        (d / "STARTED").write_text(json.dumps({"time": 0, "host": host, "pid": pid}))
+        assert node_state(g, nid) == state, (host, pid)
+    (d / "STARTED").write_text("{not json")
+    assert node_state(g, nid) == "interrupted"
+    (d / "DONE").write_text("{}")
+    assert node_state(g, nid) == "done"

@@ -50,6 +50,11 @@ def sweep_yaml(tmp: Path, target_vocab: int) -> Path:
     return p
 
 
+def status_line(kind: str, **counts: int) -> str:
+    keys = ("done", "running", "started", "interrupted", "failed", "pending", "stale")
+    return f"{kind:<10} " + "  ".join(f"{k} {counts.get(k, 0):>4}" for k in keys)
+
+
 def test_sweep_through_ray(tmp_path, ray_session, capsys):
     from mlflow.tracking import MlflowClient
 
@@ -122,13 +127,13 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
 
     assert main(["status", str(cfg)]) == 0
     status_out = capsys.readouterr().out
-    assert "pretrain   done    3  interrupted/running    0  failed    1  pending    0  stale    0" in status_out
-    assert "finetune   done    3  interrupted/running    0  failed    1  pending    0  stale    0" in status_out
+    assert status_line("pretrain", done=3, failed=1) in status_out
+    assert status_line("finetune", done=3, failed=1) in status_out
 
     # A changed fine-tuning setting re-runs the fine-tunes (new MLflow runs, old ones kept), not pretraining.
     override = ["finetune.learning_rate=2e-3"]
     assert main(["status", str(cfg), *override]) == 0
-    assert "finetune   done    0  interrupted/running    0  failed    0  pending    0  stale    4" in capsys.readouterr().out
+    assert status_line("finetune", stale=4) in capsys.readouterr().out
     pre_stamps = {n: (graph.node_dir(n) / "DONE").stat().st_mtime_ns for n in ok_nodes if n.startswith("pretrain/")}
     assert main(["run", str(cfg), *override]) == 1
     assert "5 to run" in capsys.readouterr().out  # 4 fine-tunes + the still failing transfer
