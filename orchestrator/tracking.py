@@ -80,6 +80,8 @@ class Tracker:
         if node.row:
             tags["xlt.lang"], tags["xlt.vocab"] = node.row
         run = self.client.create_run(self.experiment_id, run_name=node.id, tags=tags)
+        # created when the trial is suggested, which may wait for resources: RUNNING only once it starts
+        self.client.update_run(run.info.run_id, status="SCHEDULED")
         # lang / vocab / model_name as params too, so the UI's compare view and search_runs("params.vocab = ...")
         # can group by them next to the hyperparameters
         row = {"lang": node.row[0], "vocab": node.row[1]} if node.row else {}
@@ -122,11 +124,13 @@ class Tracker:
         return self.client.search_runs([self.experiment_id], max_results=10000)
 
     def close_orphans(self) -> int:
-        """Runs still RUNNING when the driver ends belong to trials that died with it: mark them KILLED."""
+        """Runs still RUNNING (or SCHEDULED: suggested, never started) when the driver ends belong to trials
+        that died with it or never ran: mark them KILLED."""
         n = 0
-        for run in self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
-                                           max_results=10000):
-            if run.data.tags.get(KIND_TAG) != "sweep":
-                self.client.set_terminated(run.info.run_id, status="KILLED")
-                n += 1
+        for status in ("RUNNING", "SCHEDULED"):
+            for run in self.client.search_runs([self.experiment_id], filter_string=f"attributes.status = '{status}'",
+                                               max_results=10000):
+                if run.data.tags.get(KIND_TAG) != "sweep":
+                    self.client.set_terminated(run.info.run_id, status="KILLED")
+                    n += 1
         return n
