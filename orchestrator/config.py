@@ -432,7 +432,7 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"mixed_precision {mp!r}: use auto, no, bf16 or fp16")
 
 
-RESOURCE_KINDS = ("tokenizer", "pretrain", "finetune", "features", "probe", "wic", "forget", "winogender")
+RESOURCE_KINDS = ("tokenizer", "tokenize", "pretrain", "finetune", "features", "probe", "wic", "forget", "winogender")
 
 
 def _validate_evaluations(s: Sweep) -> None:

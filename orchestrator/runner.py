@@ -7,6 +7,7 @@ is still running or was interrupted: `node_state` tells which).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -47,11 +48,21 @@ def node_state(graph: Graph, node_id: str) -> str:
     return "pending"
 
 
+def _boot_id() -> str | None:
+    """Changes at every boot (Linux): after a reboot, a recorded pid may belong to an unrelated process."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
 def _attempt_state(started: Path) -> str:
     try:
         info = read_json(started)
         if info["host"] != os.uname().nodename:
             return "started"
+        if info.get("boot") and info["boot"] != _boot_id():
+            return "interrupted"       # the machine rebooted since: that process is gone, whatever has its pid
         os.kill(int(info["pid"]), 0)   # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return "interrupted"
@@ -94,7 +105,8 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / SETTINGS, {"hash": node.hash, "params": node.params, "parents": list(node.parents)})
     (d / FAILED).unlink(missing_ok=True)
-    write_json(d / STARTED, {"time": time.time(), "host": os.uname().nodename, "pid": os.getpid()})
+    write_json(d / STARTED, {"time": time.time(), "host": os.uname().nodename, "pid": os.getpid(),
+                             "boot": _boot_id()})
     if tracker and run_id:
         tracker.start(run_id)
 
@@ -133,36 +145,47 @@ def _tokenizer(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
     from stages.tokenizer import TokenizerConfig, train_tokenizer
 
     p = node.params
-    res = train_tokenizer(TokenizerConfig(corpus=CorpusConfig(**p["corpus"]), output_dir=str(d / "tokenizer"),
-                                          vocab_size=p["vocab_size"], lowercase=p["lowercase"],
-                                          min_frequency=p["min_frequency"], limit_alphabet=p["limit_alphabet"],
-                                          trainer=p["trainer"]))
+    cfg = TokenizerConfig(corpus=CorpusConfig(**p["corpus"]), output_dir=str(d / "tokenizer"),
+                          vocab_size=p["vocab_size"], lowercase=p["lowercase"], min_frequency=p["min_frequency"],
+                          limit_alphabet=p["limit_alphabet"], trainer=p["trainer"])
+    if cfg.trainer == "tokenizers":
+        with _tokenizers_threads(threads):   # the Rust trainer is multi-threaded only with the pool on
+            res = train_tokenizer(cfg)
+    else:
+        res = train_tokenizer(cfg)
     on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
     return {"result": dataclasses.asdict(res)}
 
 
-def _tokenize(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    """Build the token cache of (corpus, tokenizer) that the pretraining nodes below read (and, for
-    frequency mapping, count). The sweep turns tokenizers' thread pool off for every trial (it is unsafe in a
-    process that forks after using it, and trials share machines); this trial forks nothing and owns its
-    CPUs, so batch encoding may use them all."""
-    from stages.corpus import CorpusConfig, tokenize_to_cache
-    from stages.tokenizer import load_tokenizer
-
-    p = node.params
+@contextlib.contextmanager
+def _tokenizers_threads(threads: int):
+    """The sweep turns tokenizers' thread pool off for every trial (it is unsafe in a process that forks after
+    using it, and trials share machines). Trials that only tokenize fork nothing and own their CPUs, so they
+    turn it on for their work and restore the environment after."""
     saved = {k: os.environ.get(k) for k in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS")}
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
     os.environ["RAYON_NUM_THREADS"] = str(max(1, threads))
     try:
-        tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
-        cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, Path(graph.sweep.output_dir) / "cache",
-                                  p["corpus_name"], log=log)
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _tokenize(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
+    """Build the token cache of (corpus, tokenizer) that the pretraining nodes below read (and, for
+    frequency mapping, count), with tokenizers' thread pool on."""
+    from stages.corpus import CorpusConfig, tokenize_to_cache
+    from stages.tokenizer import load_tokenizer
+
+    p = node.params
+    with _tokenizers_threads(threads):
+        tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
+        cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, Path(graph.sweep.output_dir) / "cache",
+                                  p["corpus_name"], log=log)
     meta = read_json(cache.with_suffix(".json"))
     on_log(0, {k: v for k, v in meta.items() if isinstance(v, (int, float))})
     return {"cache": str(cache), "meta": meta}

@@ -72,6 +72,8 @@ class Tracker:
         a node re-run with other settings gets a new run; the old one stays as history)."""
         run = self._find({NODE_TAG: node.id, HASH_TAG: node.hash})
         if run is not None:
+            if run.info.status != "RUNNING":   # a retry waits again (its run said FAILED or KILLED until now)
+                self.client.update_run(run.info.run_id, status="SCHEDULED")
             return run.info.run_id
         tags = {NODE_TAG: node.id, HASH_TAG: node.hash, KIND_TAG: node.kind, PARENT_TAG: sweep_run_id,
                 "xlt.parents": ",".join(node.parents) or "-"}

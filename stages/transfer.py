@@ -236,11 +236,17 @@ def transfer(cfg: TransferConfig) -> TransferResult:
         if lowercases(new_tok) != lowercases(src_tok):
             # The paper's English vocabulary follows the source's casing (uncased only for AraBERT). A mismatch
             # is a config slip: the source rows would be reused for tokens of the other casing.
-            want = "true" if lowercases(src_tok) else "false"
-            raise StageError(f"source {cfg.source} is {'uncased' if lowercases(src_tok) else 'cased'} but the English "
-                             f"tokenizer {cfg.target_tokenizer} is {'uncased' if lowercases(new_tok) else 'cased'}; "
-                             f"set this source's `lowercase: {want}` in the sweep config so the English vocabulary "
-                             "is trained with the source's casing")
+            if lowercases(src_tok):
+                raise StageError(
+                    f"source {cfg.source} lowercases its input but the English tokenizer {cfg.target_tokenizer} is "
+                    "cased. If the source is an uncased model, set this source's `lowercase: true` in the sweep "
+                    "config. If it is a cased model, its tokenizer files lack `do_lower_case: false` and transformers "
+                    "lowercases by default (a known trap of some hub checkpoints): save a fixed copy with "
+                    "AutoTokenizer.from_pretrained(<id>, do_lower_case=False).save_pretrained(<folder>), next to the "
+                    "model's files, and give that folder as the source")
+            raise StageError(f"source {cfg.source} is cased but the English tokenizer {cfg.target_tokenizer} "
+                             "lowercases; set this source's `lowercase: false` in the sweep config so the English "
+                             "vocabulary is trained with the source's casing")
         counts = np.load(cfg.target_counts)
         src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
         row_map, ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,

@@ -332,7 +332,34 @@ def test_started_nodes_are_running_only_while_their_process_lives(tmp_path):
                              ("another-machine", os.getpid(), "started")):
         (d / "STARTED").write_text(json.dumps({"time": 0, "host": host, "pid": pid}))
         assert node_state(g, nid) == state, (host, pid)
+    # a reboot since: the recorded pid may now belong to anything (here: this very process)
+    (d / "STARTED").write_text(json.dumps({"time": 0, "host": here, "pid": os.getpid(), "boot": "an-earlier-boot"}))
+    assert node_state(g, nid) == "interrupted"
     (d / "STARTED").write_text("{not json")
     assert node_state(g, nid) == "interrupted"
     (d / "DONE").write_text("{}")
     assert node_state(g, nid) == "done"
+
+
+def test_tokenizer_trials_with_the_rust_trainer_turn_its_thread_pool_on(tmp_path, monkeypatch):
+    """The sweep sets TOKENIZERS_PARALLELISM=false for every trial; the Rust trainer would then use one core."""
+    import os
+
+    import stages.tokenizer
+    from orchestrator import runner
+
+    seen = {}
+
+    def fake_train(cfg):
+        seen[cfg.trainer] = (os.environ.get("TOKENIZERS_PARALLELISM"), os.environ.get("RAYON_NUM_THREADS"))
+        return stages.tokenizer.TokenizerResult(cfg.output_dir, 1000, False, 1, 0.0, 0.0)
+
+    monkeypatch.setattr(stages.tokenizer, "train_tokenizer", fake_train)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    for trainer in ("tokenizers", "exact"):
+        g = build_graph(load_sweep(DEFAULT_CONFIG, [*CORE, f"target.trainer={trainer}"], base_dir=tmp_path))
+        node = g.nodes["tokenizer/en-1000-cased"]
+        runner._tokenizer(g, node, tmp_path / trainer, lambda *_: None, 3, None, None, print)
+    assert seen == {"tokenizers": ("true", "3"), "exact": ("false", None)}
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false" and "RAYON_NUM_THREADS" not in os.environ   # restored

@@ -28,6 +28,9 @@ def test_node_run_is_scheduled_until_started_and_closed_if_it_never_ends(tmp_pat
     assert (params["lang"], params["vocab"], params["model_name"], params["mode"]) == ("S", "S", "S", "build")
     tracker.start(a)
     assert status(a) == "RUNNING"
+    tracker.finish(b, ok=False, error="boom")
+    assert status(b) == "FAILED" and tracker.node_run(g.nodes["pretrain/en-scratch"], sweep_run) == b
+    assert status(b) == "SCHEDULED"                      # suggested again for a retry
     # the driver dies: the started trial and the one that never started are both closed, the sweep run is not
     assert tracker.close_orphans() == 2
     assert status(a) == status(b) == "KILLED" and status(sweep_run) == "RUNNING"

@@ -155,10 +155,17 @@ def test_scratch_has_target_vocab_and_source_shape(setup):
 def test_casing_mismatch_between_source_and_english_tokenizer_is_refused(setup):
     tmp, src = setup
     hand_tokenizer(tmp / "tgt_uncased", TARGET, lowercase=True)
-    with pytest.raises(StageError, match="is cased but the English tokenizer .* is uncased; set this source's "
+    with pytest.raises(StageError, match="is cased but the English tokenizer .* lowercases; set this source's "
                                          "`lowercase: false`"):
         transfer(TransferConfig(source=src, mode="frequency", output_dir=str(tmp / "out"),
                                 target_tokenizer=str(tmp / "tgt_uncased"), target_counts=str(tmp / "counts.npy")))
+    # the other way round: either an uncased source, or a cased one whose tokenizer files lack do_lower_case
+    uncased_src = hand_model(tmp / "src_uncased", SOURCE_SWAPPED)
+    hand_tokenizer(tmp / "src_uncased", SOURCE_SWAPPED, lowercase=True)
+    with pytest.raises(StageError, match="lowercases its input but .* set this source's `lowercase: true`.* lack "
+                                         "`do_lower_case: false`"):
+        transfer(TransferConfig(source=uncased_src, mode="random-map", output_dir=str(tmp / "out2"),
+                                target_tokenizer=str(tmp / "tgt"), target_counts=str(tmp / "counts.npy")))
     # keep mode uses the source's own tokenizer: no English vocabulary to disagree with
     transfer(TransferConfig(source=src, mode="keep", output_dir=str(tmp / "kept"), keep_vocab_size=None))
 
