@@ -14,7 +14,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from orchestrator.config import DEFAULT_CONFIG, ConfigError, check_local_data, load_sweep, to_dict
+from orchestrator.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    check_local_data,
+    load_sweep,
+    to_dict,
+)
 from orchestrator.graph import KIND_ORDER, build_graph
 from stages.common import StageError, write_json
 

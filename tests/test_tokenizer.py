@@ -100,8 +100,7 @@ def _syllable_corpus(path, n_lines=3000, seed=0):
     rng.shuffle(lexicon)
     weights = [1 / (i + 3) for i in range(len(lexicon))]
     with open(path, "w") as f:
-        for _ in range(n_lines):
-            f.write(" ".join(rng.choices(lexicon, weights, k=rng.randint(5, 15))) + "\n")
+        f.writelines(" ".join(rng.choices(lexicon, weights, k=rng.randint(5, 15))) + "\n" for _ in range(n_lines))
     return path
 
 
