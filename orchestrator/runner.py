@@ -148,10 +148,8 @@ def _tokenizer(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
     cfg = TokenizerConfig(corpus=CorpusConfig(**p["corpus"]), output_dir=str(d / "tokenizer"),
                           vocab_size=p["vocab_size"], lowercase=p["lowercase"], min_frequency=p["min_frequency"],
                           limit_alphabet=p["limit_alphabet"], trainer=p["trainer"])
-    if cfg.trainer == "tokenizers":
-        with _tokenizers_threads(threads):   # the Rust trainer is multi-threaded only with the pool on
-            res = train_tokenizer(cfg)
-    else:
+    # the Rust trainer is multi-threaded only with the pool on
+    with _tokenizers_threads(threads) if cfg.trainer == "tokenizers" else contextlib.nullcontext():
         res = train_tokenizer(cfg)
     on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
     return {"result": dataclasses.asdict(res)}
@@ -176,9 +174,10 @@ def _tokenizers_threads(threads: int):
 
 
 def _tokenize(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    """Build the token cache of (corpus, tokenizer) that the pretraining nodes below read (and, for
-    frequency mapping, count), with tokenizers' thread pool on."""
-    from stages.corpus import CorpusConfig, tokenize_to_cache
+    """Build the token cache of (corpus, tokenizer) that the pretraining nodes below read, with tokenizers'
+    thread pool on, and its token counts (`token_counts.npy`), which every frequency-mapped node reads
+    instead of counting the same cache again."""
+    from stages.corpus import CorpusConfig, token_counts, tokenize_to_cache
     from stages.tokenizer import load_tokenizer
 
     p = node.params
@@ -186,6 +185,7 @@ def _tokenize(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
         tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
         cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, Path(graph.sweep.output_dir) / "cache",
                                   p["corpus_name"], log=log)
+    np.save(d / "token_counts.npy", token_counts(cache, len(tok)))
     meta = read_json(cache.with_suffix(".json"))
     on_log(0, {k: v for k, v in meta.items() if isinstance(v, (int, float))})
     return {"cache": str(cache), "meta": meta}
@@ -232,10 +232,9 @@ def _prepare_init(graph: Graph, node: Node, d: Path, cache_dir: Path, log) -> di
         tok_dir = _tokenizer_dir(graph, p["tokenizer_node"]) if p["tokenizer_node"] else None
         target_counts = source_counts = None
         if p["mode"] in ("frequency", "random-map"):
-            tok = load_tokenizer(tok_dir)
-            cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, cache_dir, p["corpus_name"], log=log)
-            target_counts = str(d / "target_counts.npy")
-            np.save(target_counts, token_counts(cache, len(tok)))
+            # English counts from the tokenize node this node waits for (graph.py gives it one)
+            tokenized = next(q for q in node.parents if graph.nodes[q].kind == "tokenize")
+            target_counts = str(graph.node_dir(tokenized) / "token_counts.npy")
             if p.get("source_corpus"):
                 src_tok = load_tokenizer(source)
                 cache = tokenize_to_cache(CorpusConfig(**p["source_corpus"]), src_tok, cache_dir, "source corpus", log=log)

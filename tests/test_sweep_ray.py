@@ -84,6 +84,13 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
     caches = sorted((graph.node_dir("x").parent / "cache").glob("tokens-*.bin"))
     assert {done["tokenize/E/en-300-cased"]["cache"], done["tokenize/S/S-120-cased"]["cache"]} < set(map(str, caches))
     assert len(caches) == 3 and done["tokenize/E/en-300-cased"]["meta"]["tokens"] > 10_000
+    # and its counts, which the frequency node reads: one per vocabulary entry, summing to the cache's tokens
+    import numpy as np
+
+    from stages.tokenizer import load_tokenizer
+    counts = np.load(graph.node_dir("tokenize/E/en-300-cased") / "token_counts.npy")
+    vocab = len(load_tokenizer(str(graph.node_dir("tokenizer/en-300-cased") / "tokenizer")))
+    assert counts.shape == (vocab,) and counts.sum() == done["tokenize/E/en-300-cased"]["meta"]["tokens"]
     # gating: every node started after all its parents had finished
     for n in ok_nodes:
         for p in graph.nodes[n].parents:
