@@ -21,7 +21,8 @@ from orchestrator.config import (
     load_sweep,
     to_dict,
 )
-from orchestrator.graph import KIND_ORDER, build_graph
+from orchestrator.graph import build_graph
+from orchestrator.runner import KINDS
 from stages.common import StageError, write_json
 
 
@@ -32,7 +33,7 @@ def _load(args):
 
 def _ensure_data(sweep) -> None:
     if sweep.synthetic is not None:
-        from stages.synthetic import generate
+        from synthetic import generate
 
         print(f"[data] synthetic world -> {sweep.synthetic.out_dir}")
         generate(sweep.synthetic)
@@ -40,18 +41,18 @@ def _ensure_data(sweep) -> None:
 
 def cmd_plan(args) -> int:
     sweep, graph = _load(args)
-    kinds = dict(sorted(graph.by_kind().items(), key=lambda kv: KIND_ORDER[kv[0]]))
+    kinds = dict(sorted(graph.by_kind().items(), key=lambda kv: KINDS[kv[0]].order))
     print(f"sweep {sweep.name}: {len(graph.nodes)} nodes -> {sweep.output_dir}")
     for kind, nodes in kinds.items():
         r = nodes[0].resources
         print(f"  {kind:<10} {len(nodes):>4} node(s), each {r['cpu']:g} CPU / {r['gpu']:g} GPU")
     print("\nnodes (parents first):")
     for n in graph.nodes.values():
-        if n.kind in ("tokenizer", "tokenize", "pretrain"):
+        if KINDS[n.kind].upstream:
             print(f"  {n.id:<45} <- {', '.join(n.parents) or '(none)'}")
     # The many per-task / per-seed / per-layer trials, counted per kind and model.
     for kind, nodes in kinds.items():
-        if kind in ("tokenizer", "tokenize", "pretrain"):
+        if KINDS[kind].upstream:
             continue
         by_model: dict[str, list] = {}
         for n in nodes:
@@ -68,7 +69,7 @@ def cmd_status(args) -> int:
 
     sweep, graph = _load(args)
     states = {n: node_state(graph, n) for n in graph.nodes}
-    for kind, nodes in sorted(graph.by_kind().items(), key=lambda kv: KIND_ORDER[kv[0]]):
+    for kind, nodes in sorted(graph.by_kind().items(), key=lambda kv: KINDS[kv[0]].order):
         c = Counter(states[n.id] for n in nodes)
         print(f"{kind:<10} done {c['done']:>4}  running {c['running']:>4}  started {c['started']:>4}  "
               f"interrupted {c['interrupted']:>4}  failed {c['failed']:>4}  pending {c['pending']:>4}  "

@@ -1,31 +1,41 @@
-"""The sweep configuration: YAML validated strictly into typed dataclasses.
+"""The sweep configuration: YAML validated strictly by the stages' own typed configs.
 
-Unknown keys and wrong types are errors that name the dotted key. Command-line overrides
-(`finetune.seeds=[1,2]`, `pretrain.max_steps=100`) are applied to the YAML before validation, so they
-are checked by the same rules. Relative paths are resolved against the directory `xlt` runs in, once,
-in the driver: Ray trials run in other directories.
+Each section of a sweep YAML is a stage's config type (`pretrain:` is `stages.pretrain.PretrainSettings`,
+`finetune:` is `stages.finetune.FinetuneSettings` plus the sweep's task and seed lists, ...), so every
+hyperparameter is defined once, in its stage, with its type, default, doc and checks. pydantic validates
+(unknown keys and wrong types are errors); this module turns its errors into messages that name the
+dotted key and the valid keys there, and adds the checks that span sections (every name refers to
+something defined). Command-line overrides (`finetune.seeds=[1,2]`) are set into the YAML before
+validation, so they pass the same checks. Relative paths are resolved against the directory `xlt` runs
+in, once, in the driver: Ray trials run in other directories.
 """
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import yaml
+from pydantic import ValidationError, create_model, field_validator, model_validator
 
+from orchestrator.runner import KINDS, Resources
+from stages.common import StageConfig, setting, with_defaults
 from stages.corpus import CorpusConfig
+from stages.features import FeaturesSettings
+from stages.finetune import FinetuneSettings, GlueData
 from stages.glue import GLUE_TASKS
-from stages.synthetic import SyntheticConfig
-from stages.tokenizer import TRAINERS
-from stages.transfer import MODES
+from stages.pretrain import PretrainSettings
+from stages.probe import ProbeSettings
+from stages.source_tasks import is_source_task
+from stages.tokenizer import TokenizerSettings
+from stages.transfer import Architecture, TransferSettings
+from stages.wic import WicSettings
+from stages.winogender import WinogenderSettings
+from synthetic import SyntheticConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
-TRANSFER_MODES = tuple(m for m in MODES if m != "scratch")
-BUILD_MODEL_TYPES = ("bert", "roformer")   # MLM families a source can be built from scratch as
 HUB_PREFIX = "hub:"   # forgetting.data values naming a hub dataset rather than a local path
 
 
@@ -33,313 +43,197 @@ class ConfigError(ValueError):
     """A sweep config that cannot run; the message names the key and what to write instead."""
 
 
-@dataclass
-class Architecture:
-    """Shape of a BERT built from scratch inside the sweep (the demo's source model).
+# --- the sections: stage configs plus sweep-only keys ----------------------------------------------
 
-    `model_type` "roformer" is BERT with rotary position embeddings (Su et al., 2021) in place of learned
-    absolute ones; everything else (post-LN blocks, WordPiece, tied MLM head) is BERT's. Tiny models need
-    it: at hidden size 64, BERT's absolute positions are not learned within a demo budget (see README).
-    """
-    model_type: str = "bert"
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    max_position_embeddings: int = 512
-
-
-@dataclass
-class PretrainSettings:
-    """Continued-pretraining hyperparameters (paper Table 5 defaults)."""
-    learning_rate: float = 5e-5
-    batch_size: int = 128
-    per_device_batch_size: int = 32
-    block_size: int = 128
-    mlm_probability: float = 0.15
-    epochs: float = 1.0
-    max_steps: int | None = None
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_fraction: float = 0.01
-    max_eval_blocks: int = 512
-    eval_every: int = 1000
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    mixed_precision: str = "auto"
-
-
-@dataclass
-class BuildSource:
+class BuildSource(StageConfig):
     """Pretrain a source model from scratch in the sweep (used when no real one exists, e.g. the demo)."""
-    corpus: str
-    vocab_size: int = 32000
-    architecture: Architecture = field(default_factory=Architecture)
-    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    corpus: str = setting(doc="name of the corpus (under `corpora`) it is pretrained on")
+    vocab_size: int = setting(32000, "its own WordPiece vocabulary, learned on that corpus", ge=100)
+    architecture: Architecture = setting(Architecture(), "its shape")
+    pretrain: PretrainSettings = setting(PretrainSettings(), "its pretraining")
 
 
-@dataclass
-class Source:
+class Source(TransferSettings):
     """A monolingual source model: a hub id / local folder (`model`), or one built in the sweep (`build`)."""
-    model: str | None = None
-    build: BuildSource | None = None
-    lowercase: bool = False              # casing of this source; the English vocabulary paired with it follows
-    label: str | None = None             # name in the report (default: the key)
-    source_corpus: str | None = None     # rank source rows by counts on this corpus instead of vocab order
-    keep_vocab_size: int | None = 32000  # `keep` mode: first N tokens (null: all of them, as for Dutch)
-    grow_embeddings: bool = False        # frequency modes: new random rows when English has more tokens than the source
-    source_tasks: list[str] = field(default_factory=list)  # forgetting: e.g. [scandisent-sv, stsb-sv] (paper 4.7)
+    model: str | None = setting(None, "hub id or local model folder")
+    build: BuildSource | None = setting(None, "instead of model: build and pretrain it in the sweep")
+    lowercase: bool = setting(False, "casing of this source; the English vocabulary paired with it follows")
+    label: str | None = setting(None, "name in the report (default: the key)")
+    source_corpus: str | None = setting(None, "rank source rows by token counts on this corpus instead of vocab "
+                                              "order")
+    source_tasks: list[str] = setting([], "forgetting: e.g. [scandisent-sv, stsb-sv] (paper 4.7)")
+
+    @model_validator(mode="after")
+    def _one_model(self):
+        if (self.model is None) == (self.build is None):
+            raise ValueError("give either model (hub id or folder) or build, exactly one")
+        return self
 
 
-@dataclass
-class Target:
-    corpus: str
-    vocab_size: int = 32000
-    min_frequency: int = 2
-    limit_alphabet: int | None = 1000    # characters kept as letters; Wikipedia's rare ones would fill the vocabulary
-    trainer: str = "exact"               # exact (same vocabulary in every process) or tokenizers (Rust, for Wikipedia)
+class Target(TokenizerSettings):
+    """The English vocabulary (and, through `corpus`, the English pretraining text)."""
+    corpus: str = setting(doc="name of the English corpus (under `corpora`)")
 
 
-@dataclass
-class Experiments:
+class Experiments(StageConfig):
     """Which rows of Table 2 to build."""
-    transfer_from: list[str] = field(default_factory=list)   # sources moved to English
-    vocab_modes: list[str] = field(default_factory=lambda: ["keep", "frequency"])
-    direct: list[str] = field(default_factory=list)           # sources fine-tuned directly ([lang], BERT-base)
-    scratch: bool = True                                      # [en][en]: English model from scratch
-    scratch_like: str | None = None                           # source whose architecture [en][en] copies
-    scratch_lowercase: bool = False
+    transfer_from: list[str] = setting([], "sources moved to English")
+    vocab_modes: list[Literal["keep", "frequency", "random-map"]] = setting(["keep", "frequency"],
+                                                                            "how each is moved")
+    direct: list[str] = setting([], "sources fine-tuned directly ([lang], BERT-base)")
+    scratch: bool = setting(True, "[en][en]: an English model from scratch")
+    scratch_like: str | None = setting(None, "source whose architecture [en][en] copies (default: the first "
+                                             "transfer_from)")
+    scratch_lowercase: bool = setting(False, "casing of [en][en]'s vocabulary")
 
 
-@dataclass
-class FinetuneSettings:
-    """GLUE fine-tuning (paper Table 5 defaults); data from a GLUE TSV root or the hub."""
-    tasks: list[str] = field(default_factory=lambda: ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"])
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    data_dir: str | None = None
-    hub_dataset: str = "nyu-mll/glue"
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    max_length: int = 128
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    eval_batch_size: int = 128
-    log_every: int = 50
-    save_model: bool = False
+def _glue_tasks(tasks: list[str]) -> list[str]:
+    for t in tasks:
+        if t not in GLUE_TASKS:
+            raise ValueError(f"unknown task {t!r}; choose from {', '.join(GLUE_TASKS)}"
+                             + (" (WNLI is excluded, as in the paper)" if t == "wnli" else ""))
+    return tasks
 
 
-@dataclass
-class ProbeSettings:
+class FinetuneSection(FinetuneSettings, GlueData):
+    """GLUE fine-tuning: every model x task x seed."""
+    tasks: list[str] = setting(["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"], "GLUE tasks")
+    seeds: list[int] = setting([1, 2, 3, 4, 5], "one fine-tune per seed", min_length=1)
+
+    _tasks = field_validator("tasks")(classmethod(lambda cls, v: _glue_tasks(v)))
+
+
+class ProbeSection(ProbeSettings):
     """Structural probe (Hewitt & Manning 2019) on English dependency trees: paper Table 3, UUAS and DSpr.
 
-    Hidden states of `layers` are extracted once per model (a `features` node) and every layer's probe is a
-    trial of its own. Data: CoNLL-U files (paper: UD English-EWT train/dev/test) or a hub dataset.
-    """
-    layers: list[int]                    # 0 = embedding output, k = output of layer k
-    train: str | None = None
-    dev: str | None = None
-    test: str | None = None
-    hub_dataset: str | None = None       # instead of files, e.g. universal_dependencies
-    hub_config: str = "en_ewt"
-    rank: int | None = None              # null: the hidden size (a full-rank probe)
-    pooling: str = "mean"                # subwords -> word: mean (Hewitt & Manning), first or last
-    punctuation: str = "exclude"         # words tagged PUNCT left out of UUAS and DSpr, as Hewitt & Manning do
-    epochs: int = 40
-    learning_rate: float = 1.0e-3
-    batch_size: int = 20                 # sentences
-    patience: int = 4                    # epochs without a better dev loss before stopping
-    max_length: int = 512                # longer sentences (in subwords) are skipped and counted
-    max_sentences: int | None = None     # per split, for quick runs
-    seed: int = 0
-    models: list[str] | None = None      # model keys to probe (null: every model of the sweep)
+    Hidden states of `layers` are extracted once per model (a `features` node, configured by `features`) and
+    every layer's probe is a trial of its own. Data: CoNLL-U files (paper: UD English-EWT train/dev/test) or
+    `features.hub_dataset`."""
+    layers: list[int] = setting(doc="0 = embedding output, k = output of layer k; one probe each", min_length=1)
+    train: str | None = setting(None, "CoNLL-U file the probe trains on")
+    dev: str | None = setting(None, "CoNLL-U file for early stopping")
+    test: str | None = setting(None, "CoNLL-U file scored (null: dev is scored)")
+    features: FeaturesSettings = setting(FeaturesSettings(), "how the hidden states are extracted")
+    models: list[str] | None = setting(None, "model keys to probe (null: every model of the sweep)")
+
+    @model_validator(mode="after")
+    def _data(self):
+        if any(k < 0 for k in self.layers) or len(set(self.layers)) != len(self.layers):
+            raise ValueError("layers: list distinct layer numbers >= 0 (0 = embeddings), e.g. [0, 1, 2]")
+        if self.features.hub_dataset is None and not (self.train and self.dev):
+            raise ValueError("give CoNLL-U files train and dev (and test), or features.hub_dataset")
+        return self
 
 
-@dataclass
-class WicSettings:
-    """Words in Context (paper Table 3 and 11): the target word pooled in each sentence, fine-tuned per seed."""
-    data_dir: str | None = None          # the official WiC folder (train/, dev/); null: the hub
-    hub_dataset: str = "super_glue"
-    hub_config: str = "wic"
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    max_length: int = 128
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"
-    max_train_examples: int | None = None
-    models: list[str] | None = None
+class WicSection(WicSettings):
+    """Words in Context: one fine-tune per model and seed."""
+    seeds: list[int] = setting([1, 2, 3, 4, 5], "one run per seed", min_length=1)
+    models: list[str] | None = setting(None, "model keys (null: every model of the sweep)")
 
 
-@dataclass
-class ForgettingSettings:
-    """Source-language forgetting (paper 4.7 and Appendix D, Table 6 hyperparameters).
+ForgettingSettings = with_defaults(
+    FinetuneSettings, "ForgettingSettings", "Fine-tuning on the forgetting tasks: Table 6's hyperparameters.",
+    learning_rate=4e-5, batch_size=128, epochs=2.0)
+
+
+class ForgettingSection(ForgettingSettings):
+    """Source-language forgetting (paper 4.7 and Appendix D).
 
     Every source with `source_tasks` is fine-tuned on them with its own models ([lang] and each
     [lang->en] model), and on `english_tasks` too, so each group compares source and English performance.
     """
-    data: dict[str, str] = field(default_factory=dict)   # task -> local file/folder, or hub:<dataset id>
-    english_tasks: list[str] = field(default_factory=lambda: ["scandisent-en"])
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    learning_rate: float = 4e-5
-    batch_size: int = 128
-    epochs: float = 2.0
-    max_length: int = 128
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"
-    max_train_examples: int | None = None
-    log_every: int = 50
+    data: dict[str, str] = setting({}, "task -> local file/folder, or hub:<dataset id>")
+    english_tasks: list[str] = setting(["scandisent-en"], "English counterparts every group is also tuned on")
+    seeds: list[int] = setting([1, 2, 3, 4, 5], "one fine-tune per seed", min_length=1)
 
 
-@dataclass
-class WinogenderSettings:
+class WinogenderSection(WinogenderSettings):
     """Winogender as NLI (SuperGLUE AX-g, paper Table 10), scored with each model's RTE fine-tunes."""
-    data_file: str | None = None         # AX-g.jsonl; null: the hub
-    hub_dataset: str = "super_glue"
-    hub_config: str = "axg"
-    batch_size: int = 64
-    max_length: int = 128
-    models: list[str] | None = None
+    models: list[str] | None = setting(None, "model keys (null: every model fine-tuned on GLUE)")
 
 
-@dataclass
-class Resources:
-    """What one trial of a kind asks Ray for; `gpu` may be fractional (e.g. 0.25: four fine-tunes per GPU)."""
-    cpu: float = 1.0
-    gpu: float = 0.0
+# One `resources.<kind>` entry per node kind of runner.KINDS, with that kind's default.
+ResourceSettings = create_model(
+    "ResourceSettings", __base__=StageConfig, __doc__="What one trial of each node kind asks Ray for.",
+    **{kind: (Resources, setting(k.resources, f"one {kind} trial")) for kind, k in KINDS.items()})
 
 
-@dataclass
-class ResourceSettings:
-    tokenizer: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0))
-    tokenize: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0))   # corpus -> token cache
-    pretrain: Resources = field(default_factory=lambda: Resources(cpu=4, gpu=1))
-    finetune: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
-    features: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
-    probe: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0.1))
-    wic: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
-    forget: Resources = field(default_factory=lambda: Resources(cpu=2, gpu=0.25))
-    winogender: Resources = field(default_factory=lambda: Resources(cpu=1, gpu=0.1))
-
-
-@dataclass
-class Sweep:
-    name: str
-    corpora: dict[str, CorpusConfig]
-    sources: dict[str, Source]
-    target: Target
-    experiments: Experiments
-    output_dir: str = "runs/{name}"
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
-    artifact_location: str | None = None   # default: `artifacts/` beside the SQLite file
-    seed: int = 0
-    ray_address: str | None = None          # None: start Ray locally, or join the cluster of `ray job submit`
-    max_concurrent_trials: int = 8
-    max_failures: int = 1                   # retries of a crashed trial (it resumes from its checkpoint)
-    log_model_artifacts: bool = False       # upload model folders to MLflow (big); otherwise log their path
-    synthetic: SyntheticConfig | None = None
-    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
-    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+class Sweep(StageConfig):
+    name: str = setting(doc="the sweep's name (MLflow experiment xlt-<name>)")
+    corpora: dict[str, CorpusConfig] = setting(doc="named text corpora")
+    sources: dict[str, Source] = setting(doc="named source models")
+    target: Target = setting(doc="the English vocabulary")
+    experiments: Experiments = setting(doc="which models to build")
+    output_dir: str = setting("runs/{name}", "every node's folder is <output_dir>/<node id>")
+    tracking_uri: str = setting("sqlite:///mlruns/mlflow.db", "MLflow: sqlite:///path or http(s)://server")
+    artifact_location: str | None = setting(None, "default: artifacts/ beside the SQLite file")
+    seed: int = setting(0, "pretraining and vocabulary-surgery seed")
+    ray_address: str | None = setting(None, "null: start Ray locally, or join the cluster of `ray job submit`")
+    max_concurrent_trials: int = setting(8, "trials running at once (within the cluster's resources)", ge=1)
+    max_failures: int = setting(1, "retries of a crashed trial (it resumes from its checkpoint)", ge=0)
+    log_model_artifacts: bool = setting(False, "upload model folders to MLflow (big); otherwise log their path")
+    synthetic: SyntheticConfig | None = setting(None, "generate the synthetic world first (the demo)")
+    pretrain: PretrainSettings = setting(PretrainSettings(), "continued pretraining (and [en][en])")
+    finetune: FinetuneSection = setting(FinetuneSection(), "GLUE fine-tuning")
     # The evaluation suite; each section left out (null) is not run.
-    probe: ProbeSettings | None = None
-    wic: WicSettings | None = None
-    forgetting: ForgettingSettings | None = None
-    winogender: WinogenderSettings | None = None
-    resources: ResourceSettings = field(default_factory=ResourceSettings)
+    probe: ProbeSection | None = setting(None, "structural probe")
+    wic: WicSection | None = setting(None, "WiC")
+    forgetting: ForgettingSection | None = setting(None, "source-language forgetting")
+    winogender: WinogenderSection | None = setting(None, "Winogender (AX-g)")
+    resources: ResourceSettings = setting(ResourceSettings(), "Ray resources per trial of each kind")
 
 
-# --- strict conversion ----------------------------------------------------------------------------
+# --- loading ------------------------------------------------------------------------------------------
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} is not a valid {_type_name(tp)}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return from_dict(tp, value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        _, item = typing.get_args(tp)
-        return {str(k): _convert(v, item, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads 1e-3 (no dot) as a string; accept what is unmistakably a number.
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp}")
+def _unwrap(tp):
+    """The model type a key path walks into: through Optional, list[...] and dict[str, ...]."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
 
 
-def from_dict(cls, data: dict, prefix: str = ""):
-    """Build dataclass `cls` from a mapping; unknown or missing keys are errors naming the key."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]!s}; valid keys here: {', '.join(sorted(fields))}")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name in data:
-            kwargs[name] = _convert(data[name], hints[name], key)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"missing required key {key}")
-    return cls(**kwargs)
+def _valid_keys(root: type, loc: tuple) -> list[str]:
+    tp = root
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if origin in (list, dict):
+            tp = typing.get_args(tp)[-1]
+            continue
+        if isinstance(tp, type) and issubclass(tp, StageConfig) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+    tp = _unwrap(tp)
+    if typing.get_origin(tp) in (list, dict):
+        tp = _unwrap(typing.get_args(tp)[-1])
+    return sorted(tp.model_fields) if isinstance(tp, type) and issubclass(tp, StageConfig) else []
+
+
+def config_error(e: ValidationError, root: type = None, prefix: str = "") -> ConfigError:
+    """pydantic's errors as one message per problem, each naming the dotted key (and the valid keys there)."""
+    root = root or Sweep
+    lines = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(loc)) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key}; valid keys here: {', '.join(_valid_keys(root, loc[:-1]))}")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key {key}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = "" if err["type"] == "value_error" else f", got {err['input']!r}"
+            lines.append(f"{key}: {msg}{got}")
+    return ConfigError(lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines))
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """`a.b.c=value` (value parsed as YAML) set into the raw mapping."""
+    """`a.b.c=value` (value parsed as YAML) set into the raw mapping, before validation."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. pretrain.max_steps=100)")
@@ -354,6 +248,14 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 raise ConfigError(f"override {item!r}: {p} is not a mapping")
         node[parts[-1]] = yaml.safe_load(value)
     return raw
+
+
+def parse_sweep(raw: dict) -> Sweep:
+    """Validate a raw mapping (YAML, or the driver's resolved JSON) into a Sweep."""
+    try:
+        return Sweep.model_validate(raw)
+    except ValidationError as e:
+        raise config_error(e) from None
 
 
 def _abs(path: str | None, base: Path) -> str | None:
@@ -374,32 +276,18 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None, base_dir: P
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
-    raw = apply_overrides(raw, overrides or [])
-    sweep = from_dict(Sweep, raw)
+    sweep = parse_sweep(apply_overrides(raw, overrides or []))
     validate(sweep)
     return resolve_paths(sweep, base_dir or Path.cwd())
 
 
 def validate(s: Sweep) -> None:
-    """Cross-field checks: every name refers to something defined, every mode and task exists."""
-    for name, corpus in s.corpora.items():
-        if bool(corpus.files) == bool(corpus.hub_dataset):
-            raise ConfigError(f"corpora.{name}: give either files or hub_dataset, exactly one")
+    """The checks that span sections: every name refers to something defined."""
     if s.target.corpus not in s.corpora:
         raise ConfigError(f"target.corpus: unknown corpus {s.target.corpus!r}; defined: {', '.join(s.corpora)}")
-    if s.target.trainer not in TRAINERS:
-        raise ConfigError(f"target.trainer: unknown {s.target.trainer!r}; choose from {', '.join(TRAINERS)}")
-    if s.target.limit_alphabet is not None and s.target.limit_alphabet < 1:
-        raise ConfigError(f"target.limit_alphabet: {s.target.limit_alphabet} keeps no character; use at least 1 "
-                          "(1000 is the tokenizers BERT trainer's default), or null for every character")
     for name, src in s.sources.items():
-        if (src.model is None) == (src.build is None):
-            raise ConfigError(f"sources.{name}: give either model (hub id or folder) or build, exactly one")
         if src.build and src.build.corpus not in s.corpora:
             raise ConfigError(f"sources.{name}.build.corpus: unknown corpus {src.build.corpus!r}")
-        if src.build and src.build.architecture.model_type not in BUILD_MODEL_TYPES:
-            raise ConfigError(f"sources.{name}.build.architecture.model_type: unknown {src.build.architecture.model_type!r}; "
-                              f"choose from {', '.join(BUILD_MODEL_TYPES)}")
         if src.source_corpus and src.source_corpus not in s.corpora:
             raise ConfigError(f"sources.{name}.source_corpus: unknown corpus {src.source_corpus!r}")
     e = s.experiments
@@ -407,51 +295,10 @@ def validate(s: Sweep) -> None:
         for n in names:
             if n not in s.sources:
                 raise ConfigError(f"experiments.{key}: unknown source {n!r}; defined: {', '.join(s.sources)}")
-    for m in e.vocab_modes:
-        if m not in TRANSFER_MODES:
-            raise ConfigError(f"experiments.vocab_modes: unknown vocab mode {m!r}; choose from {', '.join(TRANSFER_MODES)}")
     if e.scratch:
         like = e.scratch_like or (e.transfer_from[0] if e.transfer_from else None)
         if like is None or like not in s.sources:
             raise ConfigError("experiments.scratch_like: name the source whose architecture the [en][en] model copies")
-    for t in s.finetune.tasks:
-        if t not in GLUE_TASKS:
-            raise ConfigError(f"finetune.tasks: unknown task {t!r}; choose from {', '.join(GLUE_TASKS)}"
-                              + (" (WNLI is excluded, as in the paper)" if t == "wnli" else ""))
-    if not s.finetune.seeds:
-        raise ConfigError("finetune.seeds: give at least one seed")
-    _validate_evaluations(s)
-    for kind in RESOURCE_KINDS:
-        r = getattr(s.resources, kind)
-        if r.cpu <= 0 or r.gpu < 0 or (r.gpu > 1 and r.gpu != int(r.gpu)):
-            raise ConfigError(f"resources.{kind}: cpu must be > 0, gpu a fraction <= 1 or a whole number")
-    precisions = [s.pretrain.mixed_precision, s.finetune.mixed_precision]
-    precisions += [x.mixed_precision for x in (s.wic, s.forgetting) if x is not None]
-    for mp in precisions:
-        if mp not in ("auto", "no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision {mp!r}: use auto, no, bf16 or fp16")
-
-
-RESOURCE_KINDS = ("tokenizer", "tokenize", "pretrain", "finetune", "features", "probe", "wic", "forget", "winogender")
-
-
-def _validate_evaluations(s: Sweep) -> None:
-    from stages.source_tasks import is_source_task
-
-    if s.probe is not None:
-        p = s.probe
-        if not p.layers or any(k < 0 for k in p.layers) or len(set(p.layers)) != len(p.layers):
-            raise ConfigError("probe.layers: list distinct layer numbers >= 0 (0 = embeddings), e.g. [0, 1, 2]")
-        if p.hub_dataset is None and not (p.train and p.dev):
-            raise ConfigError("probe: give CoNLL-U files train and dev (and test), or hub_dataset")
-        if p.pooling not in ("mean", "first", "last"):
-            raise ConfigError(f"probe.pooling {p.pooling!r}: use mean, first or last")
-        if p.punctuation not in ("exclude", "include"):
-            raise ConfigError(f"probe.punctuation {p.punctuation!r}: use exclude or include")
-    for key in ("wic", "forgetting"):
-        section = getattr(s, key)
-        if section is not None and not section.seeds:
-            raise ConfigError(f"{key}.seeds: give at least one seed")
     if s.forgetting is not None:
         f = s.forgetting
         wanted = set(f.english_tasks) | {t for src in s.sources.values() for t in src.source_tasks}
@@ -469,33 +316,35 @@ def _validate_evaluations(s: Sweep) -> None:
 
 
 def resolve_paths(s: Sweep, base: Path) -> Sweep:
-    s.output_dir = _abs(s.output_dir.format(name=s.name), base)
-    if s.tracking_uri.startswith("sqlite:///") and not s.tracking_uri.startswith("sqlite:////"):
-        s.tracking_uri = "sqlite:///" + _abs(s.tracking_uri[len("sqlite:///"):], base)
-    elif "://" not in s.tracking_uri:
-        raise ConfigError(f"tracking_uri {s.tracking_uri!r}: use sqlite:///path/mlflow.db or an http(s):// server "
+    """Relative paths made absolute against `base` (the directory `xlt` runs in)."""
+    up: dict = {"output_dir": _abs(s.output_dir.format(name=s.name), base)}
+    uri = s.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + _abs(uri[len("sqlite:///"):], base)
+    elif "://" not in uri:
+        raise ConfigError(f"tracking_uri {uri!r}: use sqlite:///path/mlflow.db or an http(s):// server "
                           "(MLflow 3 refuses a plain ./mlruns file store)")
-    if s.artifact_location is None and s.tracking_uri.startswith("sqlite:///"):
-        s.artifact_location = str(Path(s.tracking_uri[len("sqlite:///"):]).parent / "artifacts")
+    up["tracking_uri"] = uri
+    if s.artifact_location is None and uri.startswith("sqlite:///"):
+        up["artifact_location"] = str(Path(uri[len("sqlite:///"):]).parent / "artifacts")
     else:
-        s.artifact_location = _abs(s.artifact_location, base)
-    s.corpora = {k: dataclasses.replace(c, files=[_abs(f, base) for f in c.files]) for k, c in s.corpora.items()}
-    for src in s.sources.values():
-        if src.model and _looks_local(src.model, base):
-            src.model = _abs(src.model, base)
-    s.finetune.data_dir = _abs(s.finetune.data_dir, base)
+        up["artifact_location"] = _abs(s.artifact_location, base)
+    up["corpora"] = {k: c.model_copy(update={"files": [_abs(f, base) for f in c.files]}) for k, c in s.corpora.items()}
+    up["sources"] = {k: src.model_copy(update={"model": _abs(src.model, base)}) if src.model and
+                     _looks_local(src.model, base) else src for k, src in s.sources.items()}
+    up["finetune"] = s.finetune.model_copy(update={"data_dir": _abs(s.finetune.data_dir, base)})
     if s.synthetic is not None:
-        s.synthetic = dataclasses.replace(s.synthetic, out_dir=_abs(s.synthetic.out_dir, base))
+        up["synthetic"] = s.synthetic.model_copy(update={"out_dir": _abs(s.synthetic.out_dir, base)})
     if s.probe is not None:
-        for split in ("train", "dev", "test"):
-            setattr(s.probe, split, _abs(getattr(s.probe, split), base))
+        up["probe"] = s.probe.model_copy(update={k: _abs(getattr(s.probe, k), base) for k in ("train", "dev", "test")})
     if s.wic is not None:
-        s.wic.data_dir = _abs(s.wic.data_dir, base)
+        up["wic"] = s.wic.model_copy(update={"data_dir": _abs(s.wic.data_dir, base)})
     if s.forgetting is not None:  # "hub:<id>" names a hub dataset; anything else is a local path
-        s.forgetting.data = {t: (v if v.startswith(HUB_PREFIX) else _abs(v, base)) for t, v in s.forgetting.data.items()}
+        up["forgetting"] = s.forgetting.model_copy(update={"data": {
+            t: (v if v.startswith(HUB_PREFIX) else _abs(v, base)) for t, v in s.forgetting.data.items()}})
     if s.winogender is not None:
-        s.winogender.data_file = _abs(s.winogender.data_file, base)
-    return s
+        up["winogender"] = s.winogender.model_copy(update={"data_file": _abs(s.winogender.data_file, base)})
+    return s.model_copy(update=up)
 
 
 def check_local_data(s: Sweep) -> None:
@@ -549,4 +398,4 @@ def check_local_data(s: Sweep) -> None:
 
 
 def to_dict(s: Sweep) -> dict:
-    return dataclasses.asdict(s)
+    return s.model_dump()

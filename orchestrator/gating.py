@@ -6,7 +6,8 @@ skips them and goes on where the last run stopped.
 """
 from __future__ import annotations
 
-from orchestrator.graph import KIND_ORDER, Graph
+from orchestrator.graph import Graph
+from orchestrator.runner import KINDS
 
 
 class Gate:
@@ -25,7 +26,7 @@ class Gate:
         ready = self.ready()
         if not ready:
             return None
-        nid = min(ready, key=lambda n: KIND_ORDER[self.graph.nodes[n].kind])
+        nid = min(ready, key=lambda n: KINDS[self.graph.nodes[n].kind].order)
         self.pending.remove(nid)
         self.in_flight.add(nid)
         return nid

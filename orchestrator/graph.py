@@ -1,11 +1,9 @@
 """The trial graph of a sweep: which nodes exist, what each needs, and where it writes.
 
-Node kinds: `tokenizer` (an English WordPiece vocabulary, or a built source's own), `pretrain` (a source
-built from scratch, a transfer + continued MLM, or the [en][en] scratch model), `finetune` (one GLUE
-task, one seed, one model), and the evaluation suite: `features` (a model's hidden states on the probing
-treebank, computed once) -> `probe` (one layer's structural probe), `wic` (one seed), `forget` (one
-source-language or English sentiment/STS task, one seed) and `winogender` (one RTE fine-tune scored on
-AX-g). Every node writes to `<output_dir>/<node id>/`, so reruns find finished work.
+Node kinds are listed once, in `orchestrator.runner.KINDS`. A node holds the stage config it runs, fully
+resolved (absolute paths of its inputs and its folder `<output_dir>/<node id>/`), so a worker needs the
+node and nothing else. The graph is put together by one small builder per part of the study: the models
+(tokenizers, token caches, pretraining), GLUE, Winogender, the structural probe, WiC and forgetting.
 """
 from __future__ import annotations
 
@@ -16,10 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config import HUB_PREFIX, ConfigError, Sweep
-
-# Earlier kinds first: they gate the others (Gate.next_ready starts the lowest ready kind first).
-KIND_ORDER = {"tokenizer": 0, "tokenize": 1, "pretrain": 2, "features": 3, "finetune": 4, "probe": 5, "wic": 5,
-              "forget": 5, "winogender": 6}
+from orchestrator.runner import KINDS
+from stages.common import StageConfig, result_fields
+from stages.corpus import CorpusConfig, TokenizeConfig
+from stages.features import FeaturesConfig
+from stages.finetune import FinetuneConfig
+from stages.glue import GLUE_TASKS
+from stages.pretrain import PretrainConfig
+from stages.probe import ProbeConfig
+from stages.tokenizer import TokenizerConfig
+from stages.transfer import TransferConfig
+from stages.wic import WicConfig
+from stages.winogender import WinogenderConfig
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,24 @@ class Node:
     id: str
     kind: str
     parents: tuple[str, ...]
-    params: dict          # everything the runner needs, JSON-able; also the MLflow params of the run
+    params: dict          # the stage config(s) it runs ("config"; pretrain also "transfer"), JSON: also MLflow params
     resources: dict       # {"cpu": x, "gpu": y} for Ray
-    model: str | None = None   # for pretrain/finetune: the model key (row of Table 2)
+    model: str | None = None   # the model key (row of Table 2) the node belongs to
     row: tuple[str, str] | None = None  # (Lang, Vocab) as in the paper's tables
-    # Fingerprint of everything that decides the node's output: its params, its local data files and its
-    # parents' hashes. A DONE marker counts only for the same hash, so a changed setting re-runs the node
-    # and everything downstream of it instead of silently reusing results made with the old one.
+    # Fingerprint of everything that decides the node's output: its configs' hashed fields, the identity of
+    # its local data files and its parents' hashes. A DONE marker counts only for the same hash, so a changed
+    # setting re-runs the node and everything downstream of it instead of silently reusing old results.
     hash: str = ""
+    identity: dict = field(default_factory=dict, repr=False, compare=False)   # what `hash` is computed from
+
+    def spec(self) -> dict:
+        """What a worker needs to run the node (see `from_spec`)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "identity"}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Node":
+        row = tuple(spec["row"]) if spec.get("row") else None
+        return cls(**{**spec, "parents": tuple(spec["parents"]), "row": row})
 
 
 @dataclass
@@ -43,8 +59,15 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def add(self, node: Node) -> Node:
-        self.nodes.setdefault(node.id, node)
-        return self.nodes[node.id]
+        """Add `node`; an id that comes back must come with the same parameters (it is the same work)."""
+        old = self.nodes.get(node.id)
+        if old is None:
+            self.nodes[node.id] = node
+            return node
+        if (old.kind, old.parents, old.params) != (node.kind, node.parents, node.params):
+            raise ConfigError(f"two different nodes of this sweep would write to {node.id}; give the sources "
+                              "involved distinct names (the node id is built from them)")
+        return old
 
     def node_dir(self, node_id: str) -> Path:
         return Path(self.sweep.output_dir) / node_id
@@ -67,184 +90,305 @@ class Graph:
             out.setdefault(n.kind, []).append(n)
         return out
 
+    # --- building ---------------------------------------------------------------------------------
 
-def _res(r) -> dict:
-    return {"cpu": r.cpu, "gpu": r.gpu}
+    def emit(self, node_id: str, kind: str, parents: tuple[str, ...], config: StageConfig, *,
+             model: str | None = None, row=None, data: list[str] | tuple = (), **extra) -> Node:
+        """A node running `config` (an instance of its kind's config type). `data`: the local files and
+        folders it reads, whose sizes and mtimes enter the hash; `extra`: further stage configs or values."""
+        assert isinstance(config, KINDS[kind].config), (kind, type(config))
+        params = {"config": config.model_dump(), **{k: _dump(v) for k, v in extra.items()}}
+        identity = {"config": result_fields(config), **{k: _identity(v) for k, v in extra.items()},
+                    "data": _data_stamp(config, extra, data)}
+        r = getattr(self.sweep.resources, kind)
+        return self.add(Node(node_id, kind, tuple(parents), params, {"cpu": r.cpu, "gpu": r.gpu}, model,
+                             row, identity=identity))
+
+
+def _dump(v):
+    return v.model_dump() if isinstance(v, StageConfig) else v
+
+
+def _identity(v):
+    return result_fields(v) if isinstance(v, StageConfig) else v
+
+
+def _file_stamps(path: str) -> list:
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
+    return [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files]
+
+
+def _data_stamp(config: StageConfig, extra: dict, data) -> list:
+    """Sizes and modification times of the local data a node reads (a regenerated file changes them)."""
+    stamp = [c.corpus.fingerprint() for c in (config, *extra.values()) if isinstance(getattr(c, "corpus", None),
+                                                                                    CorpusConfig)]
+    for path in data:
+        stamp += _file_stamps(path)
+    return stamp
+
+
+def _node_hash(node: Node, parent_hashes: list[str]) -> str:
+    blob = json.dumps({"kind": node.kind, "identity": node.identity, "parents": parent_hashes}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _casing(lowercase: bool) -> str:
     return "uncased" if lowercase else "cased"
 
 
-def build_graph(s: Sweep) -> Graph:
-    g = Graph(s)
-    pre = dataclasses.asdict(s.pretrain)
-    ft = dataclasses.asdict(s.finetune)
-    tasks, seeds = ft.pop("tasks"), ft.pop("seeds")
+@dataclass(frozen=True)
+class Model:
+    """A model of the study (a row of Table 2) that fine-tunes and evaluations run on."""
+    key: str
+    row: tuple[str, str]
+    path: str               # its folder (or hub id), as the stages load it
+    node: str | None        # the pretrain node that writes it; None for a hub / local model
+    source: str             # the source it comes from ("en" for [en][en])
+    glue: bool = True       # fine-tuned on GLUE ([lang] models only when listed in experiments.direct)
 
-    def english_tokenizer(lowercase: bool) -> str:
-        node_id = f"tokenizer/en-{s.target.vocab_size}-{_casing(lowercase)}"
-        return g.add(Node(node_id, "tokenizer", (), {
-            "corpus": dataclasses.asdict(s.corpora[s.target.corpus]), "corpus_name": s.target.corpus,
-            "vocab_size": s.target.vocab_size, "lowercase": lowercase, "min_frequency": s.target.min_frequency,
-            "limit_alphabet": s.target.limit_alphabet, "trainer": s.target.trainer,
-        }, _res(s.resources.tokenizer))).id
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.node,) if self.node else ()
 
-    def tokenized(corpus_name: str, tok: str) -> str:
-        """The CPU node that writes the token cache of (corpus, tokenizer) before any pretraining node that
-        reads it starts: otherwise the first of them tokenizes (Wikipedia: hours) while holding its GPU, and
-        the others hold theirs waiting on the cache lock."""
-        return g.add(Node(f"tokenize/{corpus_name}/{tok.split('/', 1)[1]}", "tokenize", (tok,), {
-            "corpus": dataclasses.asdict(s.corpora[corpus_name]), "corpus_name": corpus_name, "tokenizer_node": tok,
-        }, _res(s.resources.tokenize))).id
 
-    def source_model(name: str) -> tuple[str | None, str | None]:
-        """(hub id or folder, or None) and the node that builds the source in the sweep (or None)."""
-        src = s.sources[name]
+# --- models: tokenizers, token caches, pretraining ------------------------------------------------------
+
+class _ModelBuilder:
+    def __init__(self, g: Graph):
+        self.g, self.s = g, g.sweep
+        self.models: dict[str, Model] = {}
+
+    def label(self, name: str) -> str:
+        return self.s.sources[name].label or name
+
+    def tokenizer(self, name: str, corpus: str, vocab_size: int, lowercase: bool) -> str:
+        node_id = f"tokenizer/{name}-{vocab_size}-{_casing(lowercase)}"
+        settings = self.s.target.model_dump(exclude={"corpus"}) | {"vocab_size": vocab_size}
+        cfg = TokenizerConfig(**settings, corpus=self.s.corpora[corpus], lowercase=lowercase,
+                              output_dir=str(self.g.node_dir(node_id) / "tokenizer"))
+        return self.g.emit(node_id, "tokenizer", (), cfg, corpus_name=corpus).id
+
+    def english_tokenizer(self, lowercase: bool) -> str:
+        return self.tokenizer("en", self.s.target.corpus, self.s.target.vocab_size, lowercase)
+
+    def tokenized(self, corpus: str, tokenizer: str, label: str, parents: tuple[str, ...]) -> str:
+        """The CPU node that writes the token cache and counts of (corpus, tokenizer) before any pretraining
+        node that reads them starts: otherwise the first of them tokenizes (Wikipedia: hours) while holding
+        its GPU, and the others hold theirs waiting on the cache lock."""
+        node_id = f"tokenize/{corpus}/{label}"
+        cfg = TokenizeConfig(corpus=self.s.corpora[corpus], tokenizer=tokenizer,
+                             cache_dir=str(Path(self.s.output_dir) / "cache"), output_dir=str(self.g.node_dir(node_id)),
+                             name=corpus)
+        return self.g.emit(node_id, "tokenize", parents, cfg).id
+
+    def tokenized_by(self, corpus: str, tokenizer_node: str) -> str:
+        return self.tokenized(corpus, str(self.g.node_dir(tokenizer_node) / "tokenizer"),
+                              tokenizer_node.split("/", 1)[1], (tokenizer_node,))
+
+    def counts(self, tokenize_node: str) -> str:
+        return str(self.g.node_dir(tokenize_node) / "token_counts.npy")
+
+    def pretrain(self, key: str, parents: tuple[str, ...], transfer: TransferConfig, corpus: str, settings,
+                 row) -> str:
+        node_id = f"pretrain/{key}"
+        d = self.g.node_dir(node_id)
+        transfer = transfer.model_copy(update={"output_dir": str(d / "init"), "seed": self.s.seed})
+        cfg = PretrainConfig(**settings.model_dump(), init_model=str(d / "init"), corpus=self.s.corpora[corpus],
+                             output_dir=str(d), cache_dir=str(Path(self.s.output_dir) / "cache"), seed=self.s.seed)
+        return self.g.emit(node_id, "pretrain", parents, cfg, model=key, row=row, transfer=transfer).id
+
+    def source(self, name: str) -> tuple[str, str | None]:
+        """The source's model folder (or hub id) and the node that builds it in the sweep (or None)."""
+        src = self.s.sources[name]
         if src.model:
             return src.model, None
         b = src.build
-        tok = g.add(Node(f"tokenizer/{name}-{b.vocab_size}-{_casing(src.lowercase)}", "tokenizer", (), {
-            "corpus": dataclasses.asdict(s.corpora[b.corpus]), "corpus_name": b.corpus, "vocab_size": b.vocab_size,
-            "lowercase": src.lowercase, "min_frequency": s.target.min_frequency,
-            "limit_alphabet": s.target.limit_alphabet, "trainer": s.target.trainer,
-        }, _res(s.resources.tokenizer))).id
-        node = g.add(Node(f"pretrain/{name}", "pretrain", (tok, tokenized(b.corpus, tok)), {
-            "mode": "build", "source": name, "tokenizer_node": tok, "corpus": dataclasses.asdict(s.corpora[b.corpus]),
-            "corpus_name": b.corpus, "architecture": dataclasses.asdict(b.architecture),
-            "settings": dataclasses.asdict(b.pretrain), "seed": s.seed,
-        }, _res(s.resources.pretrain), model=name, row=(label(name), label(name))))
-        return None, node.id
+        tok = self.tokenizer(name, b.corpus, b.vocab_size, src.lowercase)
+        tok_dir = str(self.g.node_dir(tok) / "tokenizer")
+        build = TransferConfig(mode="build", architecture=b.architecture, target_tokenizer=tok_dir, output_dir="-")
+        node = self.pretrain(name, (tok, self.tokenized_by(b.corpus, tok)), build, b.corpus, b.pretrain,
+                             (self.label(name), self.label(name)))
+        return str(self.g.node_dir(node) / "model"), node
 
-    def label(name: str) -> str:
-        return s.sources[name].label or name
+    def add(self, model: Model) -> None:
+        self.models.setdefault(model.key, model)
 
-    # Every model of the study, in definition order: key -> where it comes from. Fine-tunes and the
-    # evaluation suite are added per model below, so each model's trials gate only on that model.
-    models: dict[str, dict] = {}
-
-    def add_model(key: str, row, model: str | None, model_node: str | None, source: str, glue: bool = True) -> None:
-        models.setdefault(key, {"row": row, "model": model, "node": model_node, "source": source, "glue": glue})
-
-    for name in s.experiments.transfer_from:
-        src = s.sources[name]
-        model, build_node = source_model(name)
+    def transfers(self, name: str) -> None:
+        src, s = self.s.sources[name], self.s
+        path, build_node = self.source(name)
+        built = (build_node,) if build_node else ()
         for mode in s.experiments.vocab_modes:
-            parents = tuple(p for p in (build_node,) if p)
-            tok = None
+            parents, tok_dir, target_counts, source_counts = built, None, None, None
             if mode != "keep":   # keep mode's tokenizer is the source's, cut inside the trial: it tokenizes there
-                tok = english_tokenizer(src.lowercase)
-                parents += (tok, tokenized(s.target.corpus, tok))
+                tok = self.english_tokenizer(src.lowercase)
+                english = self.tokenized_by(s.target.corpus, tok)
+                parents += (tok, english)
+                tok_dir, target_counts = str(self.g.node_dir(tok) / "tokenizer"), self.counts(english)
+                if src.source_corpus:   # rank the source rows by their counts on a source corpus
+                    counted = self._source_counts(name, path, build_node)
+                    parents += (counted,)
+                    source_counts = self.counts(counted)
             key = f"{name}-to-en-{mode}"
-            vocab = label(name) if mode == "keep" else ("en" if mode == "frequency" else f"en ({mode})")
-            row = (f"{label(name)}→en", vocab)
-            node = g.add(Node(f"pretrain/{key}", "pretrain", parents, {
-                "mode": mode, "source": name, "source_model": model, "source_node": build_node,
-                "tokenizer_node": tok, "corpus": dataclasses.asdict(s.corpora[s.target.corpus]),
-                "corpus_name": s.target.corpus, "keep_vocab_size": src.keep_vocab_size, "grow_embeddings": src.grow_embeddings,
-                "source_corpus": dataclasses.asdict(s.corpora[src.source_corpus]) if src.source_corpus else None,
-                "settings": pre, "seed": s.seed,
-            }, _res(s.resources.pretrain), model=key, row=row))
-            add_model(key, row, None, node.id, name)
+            vocab = self.label(name) if mode == "keep" else ("en" if mode == "frequency" else f"en ({mode})")
+            row = (f"{self.label(name)}→en", vocab)
+            transfer = TransferConfig(**src.model_dump(include={"keep_vocab_size", "grow_embeddings"}), mode=mode,
+                                      source=path, target_tokenizer=tok_dir, target_counts=target_counts,
+                                      source_counts=source_counts, output_dir="-")
+            node = self.pretrain(key, parents, transfer, s.target.corpus, s.pretrain, row)
+            self.add(Model(key, row, str(self.g.node_dir(node) / "model"), node, name))
 
-    if s.experiments.scratch:
+    def _source_counts(self, name: str, path: str, build_node: str | None) -> str:
+        """The tokenize node counting the source's tokens on its `source_corpus` (with the source's own
+        tokenizer: a built source's tokenizer node, or the model folder / hub id)."""
+        corpus = self.s.sources[name].source_corpus
+        if build_node:
+            b = self.s.sources[name].build
+            tok = f"tokenizer/{name}-{b.vocab_size}-{_casing(self.s.sources[name].lowercase)}"
+            return self.tokenized_by(corpus, tok)
+        return self.tokenized(corpus, path, f"{name}-source", ())
+
+    def scratch(self) -> None:
+        s = self.s
         like = s.experiments.scratch_like or s.experiments.transfer_from[0]
-        tok = english_tokenizer(s.experiments.scratch_lowercase)
-        common = {"source": like, "tokenizer_node": tok, "corpus": dataclasses.asdict(s.corpora[s.target.corpus]),
-                  "corpus_name": s.target.corpus, "settings": pre, "seed": s.seed}
+        tok = self.english_tokenizer(s.experiments.scratch_lowercase)
+        tok_dir = str(self.g.node_dir(tok) / "tokenizer")
         if s.sources[like].build:
             # The architecture is in the config: no need to wait for the source to be pretrained.
-            params = {"mode": "build", "architecture": dataclasses.asdict(s.sources[like].build.architecture), **common}
+            init = TransferConfig(mode="build", architecture=s.sources[like].build.architecture,
+                                  target_tokenizer=tok_dir, output_dir="-")
         else:
-            params = {"mode": "scratch", "source_model": s.sources[like].model, "source_node": None, **common}
-        node = g.add(Node("pretrain/en-scratch", "pretrain", (tok, tokenized(s.target.corpus, tok)), params,
-                          _res(s.resources.pretrain), model="en-scratch", row=("en", "en")))
-        add_model("en-scratch", ("en", "en"), None, node.id, "en")
+            init = TransferConfig(mode="scratch", source=s.sources[like].model, target_tokenizer=tok_dir,
+                                  output_dir="-")
+        node = self.pretrain("en-scratch", (tok, self.tokenized_by(s.target.corpus, tok)), init, s.target.corpus,
+                             s.pretrain, ("en", "en"))
+        self.add(Model("en-scratch", ("en", "en"), str(self.g.node_dir(node) / "model"), node, "en"))
 
+
+def _models(g: Graph) -> dict[str, Model]:
+    """Every model of the study, in definition order. Fine-tunes and the evaluation suite are added per
+    model, so each model's trials gate only on that model."""
+    s, b = g.sweep, _ModelBuilder(g)
+    for name in s.experiments.transfer_from:
+        b.transfers(name)
+    if s.experiments.scratch:
+        b.scratch()
     # The source models themselves: fine-tuned directly ([lang]), and the reference of the forgetting study.
-    forgetting_sources = [n for n, src in s.sources.items() if src.source_tasks] if s.forgetting else []
-    for name in list(s.experiments.direct) + [n for n in forgetting_sources if n not in s.experiments.direct]:
-        model, build_node = source_model(name)
-        add_model(name, (label(name), label(name)), model, build_node, name, glue=name in s.experiments.direct)
+    for name in list(s.experiments.direct) + [n for n in _forgetting_sources(s) if n not in s.experiments.direct]:
+        path, node = b.source(name)
+        b.add(Model(name, (b.label(name), b.label(name)), path, node, name, glue=name in s.experiments.direct))
+    return b.models
 
-    def model_ref(key: str) -> dict:
-        m = models[key]
-        return {"model": m["model"], "model_node": m["node"]}
 
-    def parents_of(key: str) -> tuple[str, ...]:
-        return (models[key]["node"],) if models[key]["node"] else ()
+def _forgetting_sources(s: Sweep) -> list[str]:
+    return [n for n, src in s.sources.items() if src.source_tasks] if s.forgetting else []
 
-    def chosen(section, what: str) -> list[str]:
-        keys = section.models if section.models is not None else list(models)
-        unknown = [k for k in keys if k not in models]
-        if unknown:
-            raise ConfigError(f"{what}.models: unknown model {unknown[0]!r}; models of this sweep: {', '.join(models)}")
-        return keys
 
-    wino_models = set(chosen(s.winogender, "winogender")) if s.winogender is not None else set()
-    if wino_models:
-        wino = dataclasses.asdict(s.winogender)
-        wino.pop("models")
-    for key in [k for k in models if models[k]["glue"]]:
-        m = models[key]
-        for task in tasks:
-            for seed in seeds:
-                # RTE models are kept when Winogender scores them (paper appendix E); other fine-tunes keep
-                # only their metrics.
-                settings = dict(ft, save_model=True) if task == "rte" and key in wino_models else ft
-                g.add(Node(f"finetune/{key}/{task}/seed{seed}", "finetune", parents_of(key),
-                           {**model_ref(key), "task": task, "seed": seed, "settings": settings},
-                           _res(s.resources.finetune), model=key, row=m["row"]))
-                if task == "rte" and key in wino_models:
-                    g.add(Node(f"winogender/{key}/seed{seed}", "winogender", (f"finetune/{key}/rte/seed{seed}",),
-                               {"finetune_node": f"finetune/{key}/rte/seed{seed}", "seed": seed, "settings": wino,
-                                "data_files": [wino["data_file"]] if wino["data_file"] else []},
-                               _res(s.resources.winogender), model=key, row=m["row"]))
+def _chosen(models: dict[str, Model], keys: list[str] | None, what: str) -> list[Model]:
+    keys = list(models) if keys is None else keys
+    unknown = [k for k in keys if k not in models]
+    if unknown:
+        raise ConfigError(f"{what}.models: unknown model {unknown[0]!r}; models of this sweep: {', '.join(models)}")
+    return [models[k] for k in keys]
 
-    if s.probe is not None:
-        pr = dataclasses.asdict(s.probe)
-        splits = {k: pr[k] for k in ("train", "dev", "test") if pr[k]}
-        extract = {k: pr[k] for k in ("hub_dataset", "hub_config", "layers", "pooling", "max_length", "max_sentences")}
-        train = {k: pr[k] for k in ("rank", "punctuation", "epochs", "learning_rate", "batch_size", "patience", "seed")}
-        for key in chosen(s.probe, "probe"):
-            m = models[key]
-            feat = g.add(Node(f"features/{key}", "features", parents_of(key),
-                              {**model_ref(key), "splits": splits, "settings": extract,
-                               "data_files": list(splits.values())},
-                              _res(s.resources.features), model=key, row=m["row"]))
-            for layer in s.probe.layers:
-                g.add(Node(f"probe/{key}/layer{layer}", "probe", (feat.id,),
-                           {"features_node": feat.id, "layer": layer, "settings": train},
-                           _res(s.resources.probe), model=key, row=m["row"]))
 
-    if s.wic is not None:
-        w = dataclasses.asdict(s.wic)
-        wic_seeds = w.pop("seeds")
-        w.pop("models")
-        for key in chosen(s.wic, "wic"):
-            for seed in wic_seeds:
-                g.add(Node(f"wic/{key}/seed{seed}", "wic", parents_of(key),
-                           {**model_ref(key), "seed": seed, "settings": w,
-                            "data_files": [w["data_dir"]] if w["data_dir"] else []},
-                           _res(s.resources.wic), model=key, row=models[key]["row"]))
+def _winogender_models(s: Sweep, models: dict[str, Model]) -> set[str]:
+    return {m.key for m in _chosen(models, s.winogender.models, "winogender")} if s.winogender else set()
 
-    if s.forgetting is not None:
-        f = dataclasses.asdict(s.forgetting)
-        data, english, f_seeds = f.pop("data"), f.pop("english_tasks"), f.pop("seeds")
-        for name in forgetting_sources:
-            group = [k for k in models if models[k]["source"] == name]   # [lang] and every [lang->en] model
-            own = list(s.sources[name].source_tasks)
-            for key in group:
-                for task in own + [t for t in english if t not in own]:
-                    where = data[task]
-                    hub = where[len(HUB_PREFIX):] if where.startswith(HUB_PREFIX) else None
-                    settings = {**f, "data_dir": None if hub else where, "hub_dataset": hub}
-                    for seed in f_seeds:
-                        g.add(Node(f"forget/{key}/{task}/seed{seed}", "forget", parents_of(key),
-                                   {**model_ref(key), "task": task, "seed": seed, "group": name,
-                                    "settings": settings, "data_files": [] if hub else [where]},
-                                   _res(s.resources.forget), model=key, row=models[key]["row"]))
 
+# --- the fine-tunes and evaluations of each model -------------------------------------------------------
+
+def _glue(g: Graph, models: dict[str, Model]) -> None:
+    s, ft = g.sweep, g.sweep.finetune
+    keep_rte = _winogender_models(s, models)   # Winogender scores the RTE models (paper appendix E)
+    settings = ft.model_dump(exclude={"tasks", "seeds"})
+    for m in (m for m in models.values() if m.glue):
+        for task in ft.tasks:
+            spec = GLUE_TASKS[task]
+            data = ([str(Path(ft.data_dir) / spec.folder / f) for f in ["train.tsv", *(d.tsv_file for d in
+                                                                                        spec.dev_splits)]]
+                    if ft.data_dir else [])
+            for seed in ft.seeds:
+                node_id = f"finetune/{m.key}/{task}/seed{seed}"
+                cfg = FinetuneConfig(**settings | {"save_model": ft.save_model or (task == "rte" and m.key in keep_rte)},
+                                     model=m.path, task=task, seed=seed, output_dir=str(g.node_dir(node_id)))
+                g.emit(node_id, "finetune", m.parents, cfg, model=m.key, row=m.row, data=data)
+
+
+def _winogender(g: Graph, models: dict[str, Model]) -> None:
+    s = g.sweep
+    if s.winogender is None:
+        return
+    settings = s.winogender.model_dump(exclude={"models"})
+    for m in _chosen(models, s.winogender.models, "winogender"):
+        if not m.glue:
+            continue
+        for seed in s.finetune.seeds:
+            rte = f"finetune/{m.key}/rte/seed{seed}"
+            node_id = f"winogender/{m.key}/seed{seed}"
+            cfg = WinogenderConfig(**settings, model=str(g.node_dir(rte) / "model"), output_dir=str(g.node_dir(node_id)))
+            g.emit(node_id, "winogender", (rte,), cfg, model=m.key, row=m.row,
+                   data=[settings["data_file"]] if settings["data_file"] else [], seed=seed)
+
+
+def _probe(g: Graph, models: dict[str, Model]) -> None:
+    p = g.sweep.probe
+    if p is None:
+        return
+    splits = {k: getattr(p, k) for k in ("train", "dev", "test") if getattr(p, k)}
+    training = p.model_dump(exclude={"train", "dev", "test", "models", "layers", "features"})
+    for m in _chosen(models, p.models, "probe"):
+        feat_id = f"features/{m.key}"
+        feat = FeaturesConfig(**p.features.model_dump(), model=m.path, splits=splits, layers=p.layers,
+                              output_dir=str(g.node_dir(feat_id) / "features"))
+        g.emit(feat_id, "features", m.parents, feat, model=m.key, row=m.row, data=list(splits.values()))
+        for layer in p.layers:
+            node_id = f"probe/{m.key}/layer{layer}"
+            cfg = ProbeConfig(**training, features_dir=feat.output_dir, layer=layer, output_dir=str(g.node_dir(node_id)))
+            g.emit(node_id, "probe", (feat_id,), cfg, model=m.key, row=m.row)
+
+
+def _wic(g: Graph, models: dict[str, Model]) -> None:
+    w = g.sweep.wic
+    if w is None:
+        return
+    settings = w.model_dump(exclude={"seeds", "models"})
+    for m in _chosen(models, w.models, "wic"):
+        for seed in w.seeds:
+            node_id = f"wic/{m.key}/seed{seed}"
+            cfg = WicConfig(**settings, model=m.path, seed=seed, output_dir=str(g.node_dir(node_id)))
+            g.emit(node_id, "wic", m.parents, cfg, model=m.key, row=m.row, data=[w.data_dir] if w.data_dir else [])
+
+
+def _forgetting(g: Graph, models: dict[str, Model]) -> None:
+    s, f = g.sweep, g.sweep.forgetting
+    if f is None:
+        return
+    settings = f.model_dump(exclude={"data", "english_tasks", "seeds"})
+    for name in _forgetting_sources(s):
+        group = [m for m in models.values() if m.source == name]   # [lang] and every [lang->en] model
+        own = list(s.sources[name].source_tasks)
+        for m in group:
+            for task in own + [t for t in f.english_tasks if t not in own]:
+                where = f.data[task]
+                hub = where[len(HUB_PREFIX):] if where.startswith(HUB_PREFIX) else None
+                for seed in f.seeds:
+                    node_id = f"forget/{m.key}/{task}/seed{seed}"
+                    cfg = FinetuneConfig(**settings, data_dir=None if hub else where, hub_dataset=hub, model=m.path,
+                                         task=task, seed=seed, output_dir=str(g.node_dir(node_id)))
+                    g.emit(node_id, "forget", m.parents, cfg, model=m.key, row=m.row, data=[] if hub else [where],
+                           group=name)
+
+
+BUILDERS = (_glue, _winogender, _probe, _wic, _forgetting)
+
+
+def build_graph(s: Sweep) -> Graph:
+    g = Graph(s)
+    models = _models(g)
+    for builder in BUILDERS:
+        builder(g, models)
     # Topological order (parents first), then kind, then definition order: a stable, readable plan.
     order = {nid: i for i, nid in enumerate(g.nodes)}
     depth: dict[str, int] = {}
@@ -254,33 +398,7 @@ def build_graph(s: Sweep) -> Graph:
             depth[nid] = 1 + max((d(p) for p in g.nodes[nid].parents), default=-1)
         return depth[nid]
 
-    g.nodes = dict(sorted(g.nodes.items(), key=lambda kv: (d(kv[0]), KIND_ORDER[kv[1].kind], order[kv[0]])))
+    g.nodes = dict(sorted(g.nodes.items(), key=lambda kv: (d(kv[0]), KINDS[kv[1].kind].order, order[kv[0]])))
     for nid, node in g.nodes.items():  # parents come first, so their hashes are ready
         g.nodes[nid] = dataclasses.replace(node, hash=_node_hash(node, [g.nodes[p].hash for p in node.parents]))
     return g
-
-
-def _data_stamp(params: dict) -> list:
-    """Sizes and modification times of the local data a node reads (a regenerated file changes it)."""
-    from stages.corpus import CorpusConfig
-    from stages.glue import GLUE_TASKS
-
-    stamp = []
-    for key in ("corpus", "source_corpus"):
-        if params.get(key):
-            stamp.append(CorpusConfig(**params[key]).fingerprint())
-    data_dir = (params.get("settings") or {}).get("data_dir")
-    if data_dir and params.get("task") in GLUE_TASKS:
-        folder = Path(data_dir) / GLUE_TASKS[params["task"]].folder
-        stamp += [[f.name, f.stat().st_size, int(f.stat().st_mtime)] for f in sorted(folder.glob("*.tsv"))]
-    for path in params.get("data_files", []):   # evaluation data: files, or folders of files
-        p = Path(path)
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
-        stamp += [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files]
-    return stamp
-
-
-def _node_hash(node: Node, parent_hashes: list[str]) -> str:
-    blob = json.dumps({"kind": node.kind, "params": node.params, "data": _data_stamp(node.params),
-                       "parents": parent_hashes}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

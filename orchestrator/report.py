@@ -58,7 +58,7 @@ def collect(graph: Graph) -> dict:
         if not done:
             continue
         for name, task, key in cols:
-            if task == node.params["task"] and key in done["metrics"]:
+            if task == node.params["config"]["task"] and key in done["metrics"]:
                 entry["scores"][name].append(100.0 * done["metrics"][key])
     return {"columns": [c[0] for c in cols], "models": models}
 
@@ -136,11 +136,11 @@ def probing_tables(graph: Graph) -> tuple[list[list], list[list], list[list]]:
     rows = _model_rows(graph, ("probe", "wic"))
     probes: dict[str, dict[int, dict]] = {}
     for n, m in _results(graph, "probe"):
-        probes.setdefault(n.model, {})[n.params["layer"]] = m
+        probes.setdefault(n.model, {})[n.params["config"]["layer"]] = m
     wic: dict[str, list[float]] = {}
     for n, m in _results(graph, "wic"):
         wic.setdefault(n.model, []).append(100.0 * m["accuracy"])
-    layers = sorted({n.params["layer"] for n in graph.nodes.values() if n.kind == "probe"})
+    layers = sorted({n.params["config"]["layer"] for n in graph.nodes.values() if n.kind == "probe"})
     t3 = [["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)"]]
     t11 = [["Lang", "Vocab", "WiC (stdev)", "seeds"]]
     per_layer = [["Lang", "Vocab", *[f"L{k} UUAS" for k in layers], *[f"L{k} DSpr" for k in layers]]]
@@ -165,11 +165,11 @@ def forgetting_tables(graph: Graph) -> dict[str, dict]:
         if n.kind == "forget":
             g = groups.setdefault(n.params["group"], {"models": {}, "tasks": []})
             g["models"].setdefault(n.model, n.row)
-            if n.params["task"] not in g["tasks"]:
-                g["tasks"].append(n.params["task"])
+            if n.params["config"]["task"] not in g["tasks"]:
+                g["tasks"].append(n.params["config"]["task"])
     for n, m in _results(graph, "forget"):
         for k, v in m.items():
-            scores.setdefault((n.model, n.params["task"], k), []).append(100.0 * v)
+            scores.setdefault((n.model, n.params["config"]["task"], k), []).append(100.0 * v)
     out = {}
     for name, g in groups.items():
         # English first, as in the paper's Table 8 (en, then the source language)

@@ -13,13 +13,25 @@ import os
 import shutil
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+from pydantic import model_validator
 
-from orchestrator.graph import Graph, Node
-from stages.common import read_json, write_json
+from stages import corpus as corpus_stage
+from stages import features as features_stage
+from stages import finetune as finetune_stage
+from stages import pretrain as pretrain_stage
+from stages import probe as probe_stage
+from stages import tokenizer as tokenizer_stage
+from stages import transfer as transfer_stage
+from stages import wic as wic_stage
+from stages import winogender as winogender_stage
+from stages.common import Number, StageConfig, read_json, setting, write_json, write_text
+
+if TYPE_CHECKING:
+    from orchestrator.graph import Graph, Node
 
 DONE, FAILED, STARTED, SETTINGS = "DONE", "FAILED", "STARTED", "settings.json"
 
@@ -87,16 +99,44 @@ def mark_failed(graph: Graph, node_id: str, message: str) -> None:
     d.mkdir(parents=True, exist_ok=True)
     if _folder_hash(d) != graph.nodes[node_id].hash:
         write_json(d / SETTINGS, {"hash": graph.nodes[node_id].hash})
-    (d / FAILED).write_text(message + "\n")
+    write_text(d / FAILED, message + "\n")
 
 
-def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
-             report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print) -> dict:
-    """Execute `node`; returns its summary (also written to DONE). Raises on failure after recording it."""
+@dataclass
+class Trial:
+    """What a node's handler works with: the node, its folder, the sweep's output root and the sinks."""
+    node: Node
+    dir: Path
+    root: Path
+    on_log: Callable[[int, dict[str, float]], None]
+    threads: int = 1
+    tracker: object | None = None
+    run_id: str | None = None
+    log: Callable[[str], None] = print
+    log_model_artifacts: bool = False
+
+    def config(self, key: str = "config"):
+        """The node's stage config, validated again by its type (the graph wrote it as JSON)."""
+        return KINDS[self.node.kind].config.model_validate(self.node.params[key])
+
+    def artifact(self, path: Path, where: str) -> None:
+        if self.tracker and self.run_id:
+            self.tracker.log_artifact(self.run_id, path, where)
+
+    def tags(self, tags: dict) -> None:
+        if self.tracker and self.run_id:
+            self.tracker.set_tags(self.run_id, tags)
+
+
+def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = None,
+             report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print,
+             log_model_artifacts: bool = False) -> dict:
+    """Execute `node`, whose folder is `<root>/<node id>`; returns its summary (also written to DONE). Raises
+    on failure after recording it. Needs nothing but the node: its params hold its resolved stage config."""
     from stages.common import quiet_transformers
 
     quiet_transformers()
-    d = graph.node_dir(node.id)
+    d = Path(root) / node.id
     if d.exists() and _folder_hash(d) != node.hash:
         # Checkpoints and results of other settings must not leak into this run (a resumed optimizer,
         # a cached init): start over. Their MLflow run stays, under the old hash.
@@ -116,16 +156,14 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
         if report:
             report({**metrics, "step": step})
 
+    trial = Trial(node, d, Path(root), on_log, threads, tracker, run_id, log, log_model_artifacts)
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     try:
-        fn = {"tokenizer": _tokenizer, "tokenize": _tokenize, "pretrain": _pretrain, "finetune": _finetune,
-              "forget": _finetune, "features": _features, "probe": _probe, "wic": _wic,
-              "winogender": _winogender}[node.kind]
-        summary = fn(graph, node, d, on_log, threads, tracker, run_id, log)
+        summary = KINDS[node.kind].run(trial)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
-        mark_failed(graph, node.id, msg + "\n\n" + traceback.format_exc())
+        write_text(d / FAILED, msg + "\n\n" + traceback.format_exc() + "\n")
         if tracker and run_id:
             tracker.finish(run_id, ok=False, error=msg)
         log(f"[{node.kind}] {node.id}: FAILED: {msg}")
@@ -140,18 +178,14 @@ def run_node(graph: Graph, node: Node, tracker=None, run_id: str | None = None,
     return summary
 
 
-def _tokenizer(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.corpus import CorpusConfig
-    from stages.tokenizer import TokenizerConfig, train_tokenizer
+# --- one handler per kind: build nothing, run the stage on the node's config, log what it returns ----------
 
-    p = node.params
-    cfg = TokenizerConfig(corpus=CorpusConfig(**p["corpus"]), output_dir=str(d / "tokenizer"),
-                          vocab_size=p["vocab_size"], lowercase=p["lowercase"], min_frequency=p["min_frequency"],
-                          limit_alphabet=p["limit_alphabet"], trainer=p["trainer"])
+def _tokenizer(t: Trial) -> dict:
+    cfg = t.config()
     # the Rust trainer is multi-threaded only with the pool on
-    with _tokenizers_threads(threads) if cfg.trainer == "tokenizers" else contextlib.nullcontext():
-        res = train_tokenizer(cfg)
-    on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
+    with _tokenizers_threads(t.threads) if cfg.trainer == "tokenizers" else contextlib.nullcontext():
+        res = tokenizer_stage.train_tokenizer(cfg)
+    t.on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
     return {"result": dataclasses.asdict(res)}
 
 
@@ -173,171 +207,118 @@ def _tokenizers_threads(threads: int):
                 os.environ[k] = v
 
 
-def _tokenize(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    """Build the token cache of (corpus, tokenizer) that the pretraining nodes below read, with tokenizers'
-    thread pool on, and its token counts (`token_counts.npy`), which every frequency-mapped node reads
-    instead of counting the same cache again."""
-    from stages.corpus import CorpusConfig, token_counts, tokenize_to_cache
-    from stages.tokenizer import load_tokenizer
-
-    p = node.params
-    with _tokenizers_threads(threads):
-        tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
-        cache = tokenize_to_cache(CorpusConfig(**p["corpus"]), tok, Path(graph.sweep.output_dir) / "cache",
-                                  p["corpus_name"], log=log)
-    np.save(d / "token_counts.npy", token_counts(cache, len(tok)))
-    meta = read_json(cache.with_suffix(".json"))
-    on_log(0, {k: v for k, v in meta.items() if isinstance(v, (int, float))})
-    return {"cache": str(cache), "meta": meta}
+def _tokenize(t: Trial) -> dict:
+    """The token cache of (corpus, tokenizer) the pretraining nodes below read, and its token counts, which
+    frequency-mapped nodes rank by instead of counting the same cache again."""
+    with _tokenizers_threads(t.threads):
+        res = corpus_stage.tokenize_corpus(t.config(), log=t.log)
+    t.on_log(0, {k: v for k, v in res.meta.items() if isinstance(v, (int, float))})
+    return {"cache": res.cache, "counts": res.counts, "meta": res.meta}
 
 
-def _model_dir(graph: Graph, model: str | None, model_node: str | None) -> str:
-    return model if model else str(graph.node_dir(model_node) / "model")
-
-
-def _tokenizer_dir(graph: Graph, node_id: str) -> str:
-    return str(graph.node_dir(node_id) / "tokenizer")
-
-
-def _prepare_init(graph: Graph, node: Node, d: Path, cache_dir: Path, log) -> dict:
-    """Write the model pretraining starts from into `d/init` (once: `.complete` marks it finished)."""
-    from stages.common import set_seed
-    from stages.corpus import CorpusConfig, token_counts, tokenize_to_cache
-    from stages.tokenizer import load_tokenizer
-    from stages.transfer import TransferConfig, transfer
-
-    p, init = node.params, d / "init"
-    if (init / ".complete").exists():
-        return read_json(init / "mapping_report.json") if (init / "mapping_report.json").exists() else {}
-    if p["mode"] == "build":
-        import shutil
-
-        from transformers import AutoConfig, AutoModelForMaskedLM
-
-        tok = load_tokenizer(_tokenizer_dir(graph, p["tokenizer_node"]))
-        a = p["architecture"]
-        config = AutoConfig.for_model(a["model_type"], vocab_size=len(tok), hidden_size=a["hidden_size"],
-                                      num_hidden_layers=a["num_layers"], num_attention_heads=a["num_heads"],
-                                      intermediate_size=a["intermediate_size"],
-                                      max_position_embeddings=a["max_position_embeddings"], pad_token_id=tok.pad_token_id)
-        set_seed(p["seed"])
-        if init.exists():
-            shutil.rmtree(init)
-        AutoModelForMaskedLM.from_config(config).save_pretrained(str(init))
-        tok.save_pretrained(str(init))
-        report = {"mode": "build", "vocab_size": len(tok), "architecture": a}
-        write_json(init / "mapping_report.json", report)
-    else:
-        source = _model_dir(graph, p["source_model"], p["source_node"])
-        tok_dir = _tokenizer_dir(graph, p["tokenizer_node"]) if p["tokenizer_node"] else None
-        target_counts = source_counts = None
-        if p["mode"] in ("frequency", "random-map"):
-            # English counts from the tokenize node this node waits for (graph.py gives it one)
-            tokenized = next(q for q in node.parents if graph.nodes[q].kind == "tokenize")
-            target_counts = str(graph.node_dir(tokenized) / "token_counts.npy")
-            if p.get("source_corpus"):
-                src_tok = load_tokenizer(source)
-                cache = tokenize_to_cache(CorpusConfig(**p["source_corpus"]), src_tok, cache_dir, "source corpus", log=log)
-                source_counts = str(d / "source_counts.npy")
-                np.save(source_counts, token_counts(cache, len(src_tok)))
-        res = transfer(TransferConfig(source=source, mode=p["mode"], output_dir=str(init), target_tokenizer=tok_dir,
-                                      target_counts=target_counts, source_counts=source_counts,
-                                      keep_vocab_size=p.get("keep_vocab_size"), seed=p["seed"],
-                                      grow_embeddings=p.get("grow_embeddings", False)))
-        report = read_json(res.report_path)
-        log(f"[transfer] {node.id}: {res.mode}, vocab {res.vocab_size}, {res.identity_count} strings map to themselves")
-    (init / ".complete").write_text("")
-    return report
-
-
-def _pretrain(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.corpus import CorpusConfig
-    from stages.pretrain import PretrainConfig, pretrain
-
-    p = node.params
-    cache_dir = Path(graph.sweep.output_dir) / "cache"
-    report = _prepare_init(graph, node, d, cache_dir, log)
-    if tracker and run_id:
-        tracker.log_artifact(run_id, d / "init" / "mapping_report.json", "transfer")
-        tracker.set_tags(run_id, {"xlt.identity_count": report.get("identity_count", "-")})
-    res = pretrain(PretrainConfig(init_model=str(d / "init"), corpus=CorpusConfig(**p["corpus"]), output_dir=str(d),
-                                  cache_dir=str(cache_dir), seed=p["seed"], num_threads=threads, **p["settings"]),
-                   on_log=on_log, log=log)
-    if tracker and run_id:
-        tracker.set_tags(run_id, {"xlt.model_dir": res.model_dir})
-        if graph.sweep.log_model_artifacts:
-            tracker.log_artifact(run_id, res.model_dir, "model")
-        tracker.log_artifact(run_id, d / "pretrain_result.json", "node")
+def _pretrain(t: Trial) -> dict:
+    """The model pretraining starts from (`transfer`: a vocabulary surgery, a scratch or a built model), written
+    once into `init/`, then continued MLM pretraining."""
+    transfer_cfg = transfer_stage.TransferConfig.model_validate(t.node.params["transfer"])
+    init = Path(transfer_cfg.output_dir)
+    if not (init / ".complete").exists():
+        res = transfer_stage.transfer(transfer_cfg)
+        t.log(f"[transfer] {t.node.id}: {res.mode}, vocab {res.vocab_size}, {res.identity_count} strings map to "
+              "themselves")
+        write_text(init / ".complete", "")
+    report = read_json(init / "mapping_report.json")
+    t.artifact(init / "mapping_report.json", "transfer")
+    t.tags({"xlt.identity_count": report.get("identity_count", "-")})
+    res = pretrain_stage.pretrain(t.config().model_copy(update={"num_threads": t.threads}), on_log=t.on_log,
+                                  log=t.log)
+    t.tags({"xlt.model_dir": res.model_dir})
+    if t.log_model_artifacts:
+        t.artifact(Path(res.model_dir), "model")
+    t.artifact(t.dir / "pretrain_result.json", "node")
     return {"result": dataclasses.asdict(res), "model_dir": res.model_dir}
 
 
-def _finetune(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.finetune import FinetuneConfig, finetune
-
-    p = node.params
-    model = _model_dir(graph, p["model"], p["model_node"])
-    res = finetune(FinetuneConfig(model=model, task=p["task"], output_dir=str(d), seed=p["seed"], num_threads=threads,
-                                  **p["settings"]), on_log=on_log)
-    on_log(res.steps, {f"final/{k}": v for k, v in res.metrics.items()})
-    if tracker and run_id:
-        tracker.log_artifact(run_id, d / "eval_results.json", "eval")
-    log(f"[finetune] {node.id}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
-    return {"result": dataclasses.asdict(res), "metrics": res.metrics, "task": p["task"], "seed": p["seed"],
-            "model": node.model}
+def _finetune(t: Trial) -> dict:
+    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    res = finetune_stage.finetune(cfg, on_log=t.on_log)
+    t.on_log(res.steps, {f"final/{k}": v for k, v in res.metrics.items()})
+    t.artifact(t.dir / "eval_results.json", "eval")
+    t.log(f"[finetune] {t.node.id}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
+    return {"result": dataclasses.asdict(res), "metrics": res.metrics, "task": cfg.task, "seed": cfg.seed,
+            "model": t.node.model}
 
 
 # --- the evaluation suite ---------------------------------------------------------------------------
 
-def _features(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.features import FeaturesConfig, extract_features
-
-    p, st = node.params, node.params["settings"]
-    res = extract_features(FeaturesConfig(
-        model=_model_dir(graph, p["model"], p["model_node"]), output_dir=str(d / "features"), splits=p["splits"],
-        hub_dataset=st["hub_dataset"], hub_config=st["hub_config"], layers=tuple(st["layers"]), pooling=st["pooling"],
-        max_length=st["max_length"], max_sentences=st["max_sentences"], num_threads=threads), log=log)
-    on_log(0, {f"sentences/{k}": v for k, v in res.sentences.items()})
+def _features(t: Trial) -> dict:
+    res = features_stage.extract_features(t.config().model_copy(update={"num_threads": t.threads}), log=t.log)
+    t.on_log(0, {f"sentences/{k}": v for k, v in res.sentences.items()})
     return {"result": dataclasses.asdict(res)}
 
 
-def _probe(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.probe import ProbeConfig, train_probe
-
-    p = node.params
-    res = train_probe(ProbeConfig(features_dir=str(graph.node_dir(p["features_node"]) / "features"), layer=p["layer"],
-                                  output_dir=str(d), num_threads=threads, **p["settings"]), on_log=on_log, log=log)
+def _probe(t: Trial) -> dict:
+    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    res = probe_stage.train_probe(cfg, on_log=t.on_log, log=t.log)
     # uuas / dspr: the test split (or dev, when no test split is given: res.test_split says which)
     metrics = {"uuas": res.test_uuas, "dspr": res.test_dspr, "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr}
-    on_log(res.epochs_run, {f"final/{k}": v for k, v in metrics.items()})
-    if tracker and run_id:
-        tracker.log_artifact(run_id, d / "probe_result.json", "eval")
-    log(f"[probe] {node.id}: {res.test_split} UUAS {res.test_uuas:.4f}, DSpr {res.test_dspr:.4f}")
-    return {"result": dataclasses.asdict(res), "metrics": metrics, "layer": p["layer"], "model": node.model}
+    t.on_log(res.epochs_run, {f"final/{k}": v for k, v in metrics.items()})
+    t.artifact(t.dir / "probe_result.json", "eval")
+    t.log(f"[probe] {t.node.id}: {res.test_split} UUAS {res.test_uuas:.4f}, DSpr {res.test_dspr:.4f}")
+    return {"result": dataclasses.asdict(res), "metrics": metrics, "layer": cfg.layer, "model": t.node.model}
 
 
-def _wic(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.wic import WicConfig, run_wic
-
-    p = node.params
-    res = run_wic(WicConfig(model=_model_dir(graph, p["model"], p["model_node"]), output_dir=str(d), seed=p["seed"],
-                            num_threads=threads, **p["settings"]), on_log=on_log, log=log)
-    on_log(res.steps, {"final/accuracy": res.accuracy})
-    if tracker and run_id:
-        tracker.log_artifact(run_id, d / "eval_results.json", "eval")
-    log(f"[wic] {node.id}: accuracy {res.accuracy:.4f}")
-    return {"result": dataclasses.asdict(res), "metrics": {"accuracy": res.accuracy}, "seed": p["seed"],
-            "model": node.model}
+def _wic(t: Trial) -> dict:
+    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    res = wic_stage.run_wic(cfg, on_log=t.on_log, log=t.log)
+    t.on_log(res.steps, {"final/accuracy": res.accuracy})
+    t.artifact(t.dir / "eval_results.json", "eval")
+    t.log(f"[wic] {t.node.id}: accuracy {res.accuracy:.4f}")
+    return {"result": dataclasses.asdict(res), "metrics": {"accuracy": res.accuracy}, "seed": cfg.seed,
+            "model": t.node.model}
 
 
-def _winogender(graph, node, d, on_log, threads, tracker, run_id, log) -> dict:
-    from stages.winogender import WinogenderConfig, evaluate_winogender
-
-    p = node.params
-    res = evaluate_winogender(WinogenderConfig(model=str(graph.node_dir(p["finetune_node"]) / "model"),
-                                               output_dir=str(d), num_threads=threads, **p["settings"]), log=log)
+def _winogender(t: Trial) -> dict:
+    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    res = winogender_stage.evaluate_winogender(cfg, log=t.log)
     metrics = {"accuracy": res.accuracy, "gender_parity": res.gender_parity}
-    on_log(0, {f"final/{k}": v for k, v in metrics.items()})
-    if tracker and run_id:
-        tracker.log_artifact(run_id, d / "eval_results.json", "eval")
-    log(f"[winogender] {node.id}: accuracy {res.accuracy:.4f}, gender parity {res.gender_parity:.4f}")
-    return {"result": dataclasses.asdict(res), "metrics": metrics, "seed": p["seed"], "model": node.model}
+    t.on_log(0, {f"final/{k}": v for k, v in metrics.items()})
+    t.artifact(t.dir / "eval_results.json", "eval")
+    t.log(f"[winogender] {t.node.id}: accuracy {res.accuracy:.4f}, gender parity {res.gender_parity:.4f}")
+    return {"result": dataclasses.asdict(res), "metrics": metrics, "seed": t.node.params["seed"],
+            "model": t.node.model}
+
+
+# --- the table of node kinds: the only list of them ---------------------------------------------------
+
+class Resources(StageConfig):
+    """What one trial of a kind asks Ray for; `gpu` may be fractional (e.g. 0.25: four fine-tunes per GPU)."""
+    cpu: Number = setting(1.0, "CPUs (also the trial's torch threads)", gt=0)
+    gpu: Number = setting(0.0, "GPUs: a fraction <= 1 or a whole number", ge=0)
+
+    @model_validator(mode="after")
+    def _whole_or_fraction(self):
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise ValueError(f"gpu {self.gpu}: use a fraction <= 1 or a whole number")
+        return self
+
+
+@dataclass(frozen=True)
+class Kind:
+    config: type[StageConfig]     # the stage config in the node's params["config"]
+    run: Callable[[Trial], dict]  # its handler
+    resources: Resources          # default of resources.<kind> in the sweep YAML
+    order: int                    # earlier kinds gate the others: Gate.next_ready starts the lowest first
+    upstream: bool = False        # a few nodes that gate many: `xlt plan` lists each one
+
+
+KINDS: dict[str, Kind] = {
+    "tokenizer": Kind(tokenizer_stage.TokenizerConfig, _tokenizer, Resources(cpu=1, gpu=0), 0, upstream=True),
+    "tokenize": Kind(corpus_stage.TokenizeConfig, _tokenize, Resources(cpu=1, gpu=0), 1, upstream=True),
+    "pretrain": Kind(pretrain_stage.PretrainConfig, _pretrain, Resources(cpu=4, gpu=1), 2, upstream=True),
+    "features": Kind(features_stage.FeaturesConfig, _features, Resources(cpu=2, gpu=0.25), 3),
+    "finetune": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 4),
+    "probe": Kind(probe_stage.ProbeConfig, _probe, Resources(cpu=1, gpu=0.1), 5),
+    "wic": Kind(wic_stage.WicConfig, _wic, Resources(cpu=2, gpu=0.25), 5),
+    "forget": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 5),
+    "winogender": Kind(winogender_stage.WinogenderConfig, _winogender, Resources(cpu=1, gpu=0.1), 6),
+}

@@ -5,10 +5,13 @@ None while the rest waits, and FINISHED once nothing is left; `on_trial_complete
 or fails them with a message naming the parent. Each `xlt run` starts a fresh Tuner over the nodes that
 are not DONE yet (Tune saves FINISHED with an experiment, so a restored one would never emit them):
 finished nodes are skipped, interrupted ones resume from their own checkpoints.
+
+The driver writes each node it will run to `<output_dir>/specs/<node id>.json` (id, kind, parents, its
+resolved stage configs, hash); a trial reads its node from there and needs nothing else: no worker rebuilds
+the graph or looks at data files, so a file touched mid-sweep cannot make a worker disagree with the driver.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -16,14 +19,18 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from orchestrator.gating import Gate
-from orchestrator.graph import Graph
+from orchestrator.graph import Graph, Node
 from orchestrator.runner import done_nodes, mark_failed, node_state, run_node
-from stages.common import write_json
+from stages.common import read_json, write_json
 
 
 def resolved_sweep_file(sweep) -> Path:
-    """The validated, path-resolved config of a sweep, written by the driver for its trials."""
+    """The validated, path-resolved config of a sweep, written by the driver (and logged to MLflow)."""
     return Path(sweep.output_dir) / "sweep.resolved.json"
+
+
+def spec_file(graph: Graph, node_id: str) -> Path:
+    return Path(graph.sweep.output_dir) / "specs" / f"{node_id}.json"
 
 
 class GatedSearcher(Searcher):
@@ -46,11 +53,12 @@ class GatedSearcher(Searcher):
             resources["gpu"] = 0
         self.trial_nodes[trial_id] = node_id
         run_id = self.tracker.node_run(node, self.sweep_run_id) if self.tracker else None
-        # Kept small (Tune prints it per trial): the worker rebuilds the node from the resolved sweep file.
+        # Kept small (Tune prints it per trial): the worker reads its node from the spec file.
         return {"node_id": node_id, "resources": resources, "run_id": run_id,
                 "tracking_uri": self.tracker.uri if self.tracker else None,
                 "experiment_id": self.tracker.experiment_id if self.tracker else None,
-                "sweep_file": str(resolved_sweep_file(self.graph.sweep))}
+                "spec_file": str(spec_file(self.graph, node_id)), "root": self.graph.sweep.output_dir,
+                "log_model_artifacts": self.graph.sweep.log_model_artifacts}
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         node_id = self.trial_nodes.get(trial_id)
@@ -69,16 +77,13 @@ class GatedSearcher(Searcher):
 
 def _trial(config: dict) -> None:
     """One Tune trial = one node, run in a Ray worker."""
-    from orchestrator.config import Sweep, from_dict
-    from orchestrator.graph import build_graph
     from orchestrator.tracking import Tracker
-    from stages.common import read_json
 
-    graph = build_graph(from_dict(Sweep, read_json(config["sweep_file"])))
-    node = graph.nodes[config["node_id"]]
+    node = Node.from_spec(read_json(config["spec_file"]))
     tracker = Tracker.for_worker(config["tracking_uri"], config["experiment_id"]) if config["run_id"] else None
     threads = max(1, int(config["resources"]["cpu"]))
-    summary = run_node(graph, node, tracker, config["run_id"], report=tune.report, threads=threads)
+    summary = run_node(node, config["root"], tracker, config["run_id"], report=tune.report, threads=threads,
+                       log_model_artifacts=config["log_model_artifacts"])
     final = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
     tune.report({"done": 1, "seconds": summary["seconds"], **final})
 
@@ -87,8 +92,10 @@ def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=p
     import ray
 
     s = graph.sweep
-    write_json(resolved_sweep_file(s), dataclasses.asdict(s))
+    write_json(resolved_sweep_file(s), s.model_dump())
     gate = Gate(graph, done_nodes(graph))
+    for node_id in gate.pending:
+        write_json(spec_file(graph, node_id), graph.nodes[node_id].spec())
     todo = len(gate.pending)
     log(f"[sweep] {s.name}: {len(graph.nodes)} nodes, {len(gate.done)} already done, {todo} to run")
     if gate.finished():

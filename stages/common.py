@@ -1,6 +1,8 @@
 """Small helpers every stage shares: seeding, CPU threads, atomic file writes, errors users can act on."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import random
@@ -8,14 +10,82 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 
 class StageError(RuntimeError):
     """Bad input or state that the user can fix; the message names the problem and the fix."""
+
+
+# --- typed configs ---------------------------------------------------------------------------------
+# Every stage's config is a pydantic model derived from StageConfig: the one definition of each field
+# (type, default, a one-line doc, checks). The sweep YAML's sections are these models (plus sweep-only
+# keys), so a field added here is at once a YAML key, validated, part of the node hash and an MLflow param.
+
+def _yaml_number(value: Any) -> Any:
+    # YAML 1.1 reads 1e-3 (no dot) as a string; accept what is unmistakably a number.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_yaml_number)]
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]   # auto: bf16 (or fp16) on GPU, fp32 on CPU
+
+
+class StageConfig(BaseModel):
+    """Strict: unknown keys and wrong types are errors (an int is accepted for a float); immutable."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def replace(self, **changes: Any):
+        """A copy with `changes`, validated like a new config (model_copy would not check them)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+def setting(default: Any = PydanticUndefined, doc: str = "", *, hashed: bool = True, **checks: Any) -> Any:
+    """A config field with its one-line doc; `checks` are pydantic constraints (gt, ge, le, ...).
+
+    `hashed=False` marks a field that cannot change the result: how often something is logged, evaluated
+    or checkpointed, or how many CPU threads run it. It is left out of the node hash, so changing it
+    resumes a node from its checkpoint instead of starting it over. Every other field is hashed."""
+    extra = None if hashed else {"hashed": False}
+    return Field(default, description=doc, json_schema_extra=extra, **checks)
+
+
+def is_hashed(info: FieldInfo) -> bool:
+    return not (isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("hashed") is False)
+
+
+def result_fields(cfg: StageConfig) -> dict:
+    """The config as a dict without its unhashed fields (nested configs too): what decides a result."""
+    out = {}
+    for name, info in type(cfg).model_fields.items():
+        if not is_hashed(info):
+            continue
+        value = getattr(cfg, name)
+        out[name] = result_fields(value) if isinstance(value, StageConfig) else \
+            (value.model_dump() if isinstance(value, BaseModel) else value)
+    return out
+
+
+def with_defaults(base: type[StageConfig], name: str, doc: str, **defaults: Any) -> type[StageConfig]:
+    """`base` with other defaults for some fields: types, docs and checks stay defined once, in `base`."""
+    fields = {}
+    for key, value in defaults.items():
+        info = copy.copy(base.model_fields[key])
+        info.default = value
+        fields[key] = (info.annotation, info)
+    return create_model(name, __base__=base, __doc__=doc, __module__=base.__module__, **fields)
+
 
 
 def set_seed(seed: int) -> None:
@@ -35,14 +105,60 @@ def configure_threads(num_threads: int | None) -> None:
     torch.set_num_threads(max(1, int(num_threads)))
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically: a crash never leaves a half-written file that a rerun would trust."""
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", keep_if_same: bool = False):
+    """Open `path` for writing through a temp file in the same folder, renamed into place only when the
+    block succeeds: a crash never leaves a half-written file that a rerun would trust. The project's one
+    way to write a file others read.
+
+    `keep_if_same`: when the new bytes equal the file already there, leave that file (and its mtime)
+    untouched; caches key data files by mtime, so an unchanged regenerated file must not look new.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    text = "b" not in mode
+    f = os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": "\n"} if text else {}))
+    try:
+        yield f
+    except BaseException:
+        f.close()
+        os.unlink(tmp)
+        raise
+    f.close()
+    if keep_if_same and _same_bytes(tmp, path):
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, path)
+
+
+def _same_bytes(a: str | Path, b: str | Path) -> bool:
+    if not os.path.isfile(b) or os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (see atomic_write)."""
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+
+
+def write_text(path: str | Path, text: str, keep_if_same: bool = False) -> None:
+    with atomic_write(path, keep_if_same=keep_if_same) as f:
+        f.write(text)
+
+
+def save_npy(path: str | Path, array) -> None:
+    """np.save through atomic_write (np.save on a path would leave a torn file after a crash)."""
+    with atomic_write(path, "wb") as f:
+        np.save(f, array)
 
 
 def read_json(path: str | Path) -> Any:
@@ -118,30 +234,6 @@ def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
     return torch.optim.AdamW(
         [{"params": [p for n, p in params if not any(k in n for k in NO_DECAY)], "weight_decay": weight_decay},
          {"params": [p for n, p in params if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}], lr=lr)
-
-
-MIXED_PRECISION_CHOICES = ("auto", "no", "bf16", "fp16")
-
-
-def check_training_config(cfg, what: str) -> None:
-    """The checks every fine-tuning style config shares (fine-tune, WiC): one StageError listing all problems."""
-    problems = []
-    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
-        problems.append(f"mixed_precision {cfg.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION_CHOICES)}")
-    for name in ("learning_rate", "epochs"):
-        if not getattr(cfg, name) > 0:
-            problems.append(f"{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("batch_size", "eval_batch_size", "log_every"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.max_length < 8:
-        problems.append(f"max_length {cfg.max_length} leaves no room for text after [CLS]/[SEP]; use e.g. 128")
-    if not 0.0 <= cfg.warmup_ratio < 1.0:
-        problems.append(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
-        problems.append("weight_decay and max_grad_norm must be >= 0 (max_grad_norm 0 turns clipping off)")
-    if problems:
-        raise StageError(f"invalid {what}: " + "; ".join(problems))
 
 
 def check_model_fits(model, tokenizer, max_length: int | None, name: str, fix: str) -> None:

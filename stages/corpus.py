@@ -3,32 +3,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from stages.common import StageError
+from pydantic import model_validator
+
+from stages.common import StageConfig, StageError, atomic_write, setting
 
 
-@dataclass(frozen=True)
-class CorpusConfig:
-    """Where a corpus lives.
+class CorpusConfig(StageConfig):
+    """Where a corpus lives: local text files (one document per line, blank lines ignored) or a hub dataset."""
 
-    Either `files` (plain UTF-8 text; one document per line, blank lines ignored) or `hub_dataset`
-    (a `datasets` id such as "wikimedia/wikipedia" with `hub_config` "20231101.en"), not both.
-    `max_documents` caps how much is read (useful for a quick look at a huge corpus).
-    """
+    files: list[str] = setting([], "plain UTF-8 text files")
+    hub_dataset: str | None = setting(None, "a `datasets` id instead of files, e.g. wikimedia/wikipedia")
+    hub_config: str | None = setting(None, "its config, e.g. 20231101.en")
+    hub_split: str = setting("train", "its split")
+    text_column: str = setting("text", "the column holding the text")
+    max_documents: int | None = setting(None, "read at most this many documents (a quick look at a huge corpus)",
+                                        ge=1)
 
-    files: list[str] = field(default_factory=list)
-    hub_dataset: str | None = None
-    hub_config: str | None = None
-    hub_split: str = "train"
-    text_column: str = "text"
-    max_documents: int | None = None
+    @model_validator(mode="after")
+    def _one_source(self):
+        if bool(self.files) == bool(self.hub_dataset):
+            raise ValueError("give either files (local text files) or hub_dataset, exactly one")
+        return self
 
     def fingerprint(self) -> str:
         """Stable id of what the corpus holds, for caches keyed by (corpus, tokenizer)."""
-        d = asdict(self)
+        d = self.model_dump()
         d["files"] = [_file_stamp(f) for f in self.files]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -41,8 +44,6 @@ def _file_stamp(path: str) -> list:
 
 def check_corpus(cfg: CorpusConfig, what: str = "corpus") -> None:
     """Fail early, with the fix, on a corpus that cannot be read."""
-    if bool(cfg.files) == bool(cfg.hub_dataset):
-        raise StageError(f"{what}: give either `files` (local text files) or `hub_dataset`, exactly one of them")
     for f in cfg.files:
         p = Path(f)
         if not p.is_file():
@@ -120,16 +121,13 @@ def tokenize_to_cache(cfg: CorpusConfig, tokenizer, cache_dir: str | Path, what:
 
 
 def _build_cache(cfg, tokenizer, path, meta_path, what, batch_docs, log) -> Path:
-    import os
-
     import numpy as np
 
     dtype = np.uint16 if len(tokenizer) < 2**16 else np.int32
     sep = tokenizer.sep_token_id
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     n_tokens = n_docs = n_unk = 0
     batch: list[str] = []
-    with open(tmp, "wb") as out:
+    with atomic_write(path, "wb") as out:
         def flush():
             nonlocal n_tokens, n_unk
             ids = tokenizer(batch, add_special_tokens=False)["input_ids"]
@@ -150,7 +148,6 @@ def _build_cache(cfg, tokenizer, path, meta_path, what, batch_docs, log) -> Path
             flush()
     from stages.common import write_json
 
-    os.replace(tmp, path)
     write_json(meta_path, {"dtype": np.dtype(dtype).name, "tokens": n_tokens, "documents": n_docs,
                            "unk_tokens": n_unk, "vocab_size": len(tokenizer)})
     log(f"[tokenize] {what}: cached {n_docs:,} documents, {n_tokens:,} tokens ({n_unk / max(1, n_tokens):.2%} [UNK])")
@@ -176,3 +173,32 @@ def token_counts(path: str | Path, vocab_size: int, chunk: int = 1 << 24):
     for i in range(0, ids.shape[0], chunk):
         counts += np.bincount(np.asarray(ids[i:i + chunk]), minlength=vocab_size)[:vocab_size]
     return counts
+
+
+class TokenizeConfig(StageConfig):
+    """A corpus turned into a token cache once, on CPU, before the GPU trials that read it start; with the
+    token counts every frequency-mapped node ranks by (English counts for the new vocabulary, source-corpus
+    counts for the source rows)."""
+    corpus: CorpusConfig = setting(doc="the text tokenized")
+    tokenizer: str = setting(doc="tokenizer folder or hub id")
+    cache_dir: str = setting(doc="the sweep's shared cache of tokenized corpora")
+    output_dir: str = setting(doc="where token_counts.npy (int64, one count per token id) is written")
+    name: str = setting("corpus", "what the progress lines call it", hashed=False)
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    cache: str          # the .bin of token ids
+    counts: str         # token_counts.npy
+    meta: dict          # tokens, documents, unk_tokens, vocab_size, dtype
+
+
+def tokenize_corpus(cfg: TokenizeConfig, log=print) -> TokenizeResult:
+    from stages.common import read_json, save_npy
+    from stages.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(cfg.tokenizer)
+    cache = tokenize_to_cache(cfg.corpus, tok, cfg.cache_dir, cfg.name, log=log)
+    counts = Path(cfg.output_dir) / "token_counts.npy"
+    save_npy(counts, token_counts(cache, len(tok)))
+    return TokenizeResult(str(cache), str(counts), read_json(cache.with_suffix(".json")))

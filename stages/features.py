@@ -21,19 +21,21 @@ import contextlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from stages.common import (MIXED_PRECISION_CHOICES, StageError, check_model_fits, configure_threads, pick_device,
-                           pad_batch, quiet_transformers, read_json, replace_dir, resolve_mixed_precision, write_json)
+from pydantic import model_validator
+
+from stages.common import (MixedPrecision, StageConfig, StageError, check_model_fits, configure_threads, pick_device,
+                           pad_batch, quiet_transformers, read_json, replace_dir, resolve_mixed_precision, setting,
+                           write_json)
 from stages.pooling import join_words, pool, token_groups
 from stages.tokenizer import load_tokenizer
 
-POOLING_CHOICES = ("mean", "first", "last")
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 # Models whose position ids start after the padding index, so two position rows are never used for text.
 _OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert")
@@ -179,20 +181,31 @@ def _hub_sentences(dataset: str, config: str, split: str) -> tuple[list[TreeSent
 
 
 # --- config and result -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FeaturesConfig:
-    model: str                                   # folder or hub id (an MLM checkpoint loads; the head is dropped)
-    output_dir: str
-    splits: Mapping[str, str] = field(default_factory=dict)  # {"train": path.conllu, "dev": ..., "test": ...}
-    hub_dataset: str | None = None               # instead of splits: e.g. "universal_dependencies"
-    hub_config: str = "en_ewt"
-    layers: tuple[int, ...] | None = None        # 0 = embedding output, k = output of layer k; None = all
-    pooling: str = "mean"                        # "mean" (Hewitt & Manning) | "first" | "last" subword
-    max_length: int = 512                        # tokens incl. specials; longer sentences are skipped, not cut
-    batch_size: int = 32                         # sentences per forward pass
-    max_sentences: int | None = None             # per split: only the first N sentences of the file are used
-    num_threads: int | None = None
-    mixed_precision: str = "auto"                # autocast on GPU; stored arrays are float16 either way
+class FeaturesSettings(StageConfig):
+    """How hidden states of the probing treebank are extracted: the sweep's `probe.features` section."""
+    hub_dataset: str | None = setting(None, "instead of CoNLL-U files: a hub treebank, e.g. universal_dependencies")
+    hub_config: str = setting("en_ewt", "its config")
+    pooling: Literal["mean", "first", "last"] = setting("mean", "subwords -> word: mean (Hewitt & Manning), first "
+                                                                "or last subword")
+    max_length: int = setting(512, "tokens incl. specials; longer sentences are skipped (and counted), not cut",
+                              ge=3)
+    batch_size: int = setting(32, "sentences per forward pass", ge=1)
+    max_sentences: int | None = setting(None, "per split: only the first N sentences (quick runs)", ge=1)
+    mixed_precision: MixedPrecision = setting("auto", "autocast on GPU; stored arrays are float16 either way")
+
+
+class FeaturesConfig(FeaturesSettings):
+    model: str = setting(doc="folder or hub id (an MLM checkpoint loads; the head is dropped)")
+    output_dir: str = setting(doc="one float16 array per split and layer, and sentences.json")
+    splits: dict[str, str] = setting({}, "CoNLL-U file per split: {train: ..., dev: ..., test: ...}")
+    layers: list[int] | None = setting(None, "0 = embedding output, k = output of layer k; null: all")
+    num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if bool(self.splits) == bool(self.hub_dataset):
+            raise ValueError("give exactly one source: splits (local CoNLL-U files by split name) or hub_dataset")
+        return self
 
 
 @dataclass(frozen=True)
@@ -204,24 +217,6 @@ class FeaturesResult:
     words: dict[str, int]                        # rows of each split's arrays
     skipped: dict[str, dict[str, int]]           # per split, by reason
     seconds: float
-
-
-def _check_config(cfg: FeaturesConfig) -> None:
-    problems = []
-    if cfg.pooling not in POOLING_CHOICES:
-        problems.append(f"pooling {cfg.pooling!r} is not one of {', '.join(POOLING_CHOICES)}")
-    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
-        problems.append(f"mixed_precision {cfg.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION_CHOICES)}")
-    if cfg.batch_size < 1:
-        problems.append(f"batch_size must be at least 1, got {cfg.batch_size}")
-    if cfg.max_length < 3:
-        problems.append(f"max_length {cfg.max_length} leaves no room for a word between [CLS] and [SEP]; use e.g. 512")
-    if cfg.max_sentences is not None and cfg.max_sentences < 1:
-        problems.append(f"max_sentences must be at least 1 or null, got {cfg.max_sentences}")
-    if bool(cfg.splits) == bool(cfg.hub_dataset):
-        problems.append("give exactly one source: splits (local CoNLL-U files by split name) or hub_dataset")
-    if problems:
-        raise StageError("invalid FeaturesConfig: " + "; ".join(problems))
 
 
 def _resolve_layers(requested: Iterable[int] | None, num_layers: int) -> tuple[int, ...]:
@@ -393,7 +388,6 @@ def _run_split(model, tokenizer, encoded: list[_Encoded], offsets: list[int], ar
 def extract_features(cfg: FeaturesConfig, log: Callable[[str], None] = print) -> FeaturesResult:
     quiet_transformers()  # the MLM -> encoder load would print a LOAD REPORT of dropped head weights
     t_start = time.time()
-    _check_config(cfg)
     configure_threads(cfg.num_threads)
 
     # Read every split first: a malformed test file should fail before minutes of train extraction.

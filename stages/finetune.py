@@ -19,37 +19,48 @@ from typing import Callable
 import numpy as np
 import torch
 
-from stages.common import (StageError, check_model_fits, check_training_config, configure_threads, make_accelerator,
-                           make_adamw, pad_batch, quiet_transformers, replace_dir, resolve_mixed_precision, set_seed,
-                           write_json)
+from stages.common import (MixedPrecision, Number, StageConfig, StageError, check_model_fits, configure_threads,
+                           make_accelerator, make_adamw, pad_batch, quiet_transformers, replace_dir,
+                           resolve_mixed_precision, set_seed, setting, write_json)
 from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
 from stages.tokenizer import load_tokenizer
 
 ENCODE_CHUNK = 4096  # examples tokenized per call: fast, without holding a whole task as Python lists
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    model: str                   # folder or hub id: load_tokenizer + AutoModelForSequenceClassification
-    task: str
-    output_dir: str
-    data_dir: str | None = None  # GLUE root folder in the official TSV layout; None = the hub
-    hub_dataset: str = "nyu-mll/glue"
-    seed: int = 0
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    max_length: int = 128
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"   # "auto" | "no" | "bf16" | "fp16" (see resolve_mixed_precision)
-    num_threads: int | None = None  # torch CPU threads (configure_threads)
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    eval_batch_size: int = 128
-    log_every: int = 50
-    save_model: bool = False        # fine-tuned weights are big; the sweep keeps only metrics by default
+class FinetuneSettings(StageConfig):
+    """Fine-tuning hyperparameters (paper Table 5 defaults): the sweep's `finetune` section, and with other
+    defaults (Table 6) its `forgetting` section."""
+    learning_rate: Number = setting(2e-5, "peak AdamW learning rate", gt=0)
+    batch_size: int = setting(32, "examples per step", ge=1)
+    epochs: Number = setting(3.0, "passes over the train split (no early stopping: the last model counts)", gt=0)
+    max_length: int = setting(128, "tokens per example; longer ones are cut", ge=8)
+    weight_decay: Number = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)", ge=0)
+    warmup_ratio: Number = setting(0.0, "share of steps of linear warm-up", ge=0, lt=1)
+    max_grad_norm: Number = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
+    mixed_precision: MixedPrecision = setting("auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU")
+    max_train_examples: int | None = setting(None, "the first N train examples only (quick runs)", ge=1)
+    max_eval_examples: int | None = setting(None, "the first N examples of each dev split only", ge=1)
+    eval_batch_size: int = setting(128, "examples per evaluation forward pass", ge=1)
+    save_model: bool = setting(False, "keep the fine-tuned weights (big; the sweep sets it where Winogender "
+                                      "needs the RTE models)")
+    log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
+
+
+class GlueData(StageConfig):
+    """Where GLUE comes from: a local root in the official TSV layout, or the hub."""
+    data_dir: str | None = setting(None, "GLUE root with one folder per task (CoLA/, SST-2/, ...), as "
+                                         "download_glue_data.py writes it; null: the hub")
+    hub_dataset: str | None = setting("nyu-mll/glue", "hub dataset used when data_dir is null")
+
+
+class FinetuneConfig(FinetuneSettings, GlueData):
+    model: str = setting(doc="folder or hub id: load_tokenizer + AutoModelForSequenceClassification")
+    task: str = setting(doc="a GLUE task, or a source-language task (scandisent-<lang>, stsb-<lang>) whose "
+                            "data_dir is its own file or folder")
+    output_dir: str = setting(doc="eval_results.json (and model/ with save_model)")
+    seed: int = setting(0, "classifier init, dropout and batch order")
+    num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,6 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
 
     quiet_transformers()  # transformers 5 prints a LOAD REPORT table for every MLM -> classifier load
     t_start = time.time()
-    check_training_config(cfg, "FinetuneConfig")
     spec = get_task(cfg.task)
     configure_threads(cfg.num_threads)
     out = Path(cfg.output_dir)
@@ -238,5 +248,5 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
                             seconds=time.time() - t_start,
                             train_tokens_per_s=total_tokens / max(train_seconds, 1e-9), output_dir=str(out))
     if accelerator.is_main_process:
-        write_json(out / "eval_results.json", {**asdict(result), "config": asdict(cfg), "epoch_metrics": epoch_metrics})
+        write_json(out / "eval_results.json", {**asdict(result), "config": cfg.model_dump(), "epoch_metrics": epoch_metrics})
     return result

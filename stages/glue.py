@@ -10,74 +10,40 @@ from the hub and fails offline. Values are fractions / correlations (report code
 """
 from __future__ import annotations
 
-import csv
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from stages import source_tasks
 from stages.common import StageError
+from stages.task_spec import ONE_DEV, DevSplit, Example, TaskSpec, layout_hint, read_tsv
+
+__all__ = ["GLUE_TASKS", "DevSplit", "Example", "TaskSpec", "compute_metrics", "get_task", "load_split",
+           "primary_metric"]
 
 
-@dataclass(frozen=True)
-class DevSplit:
-    key: str        # "" for tasks with one dev set; "m" / "mm" for MNLI matched / mismatched
-    tsv_file: str   # file name inside the task folder of a GLUE root
-    hub_split: str  # split name in the hub dataset
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str                               # hub config name and our key: "mnli"
-    folder: str                             # folder inside a GLUE root: "MNLI"
-    label_names: tuple[str, ...] | None     # TSV label strings in hub ClassLabel id order; None = regression
-    dev_splits: tuple[DevSplit, ...]
-    hub_columns: tuple[str, str | None]     # (text_a, text_b) columns of the hub dataset; its label column is "label"
-    tsv_columns: tuple[str | int, str | int | None, str | int]  # (text_a, text_b, label): header names, or indices
-    tsv_header: bool                        # False only for CoLA, whose train/dev files have no header row
-    tsv_width: int | None                   # column count of a headerless file (with a header, the header's width)
-    metrics: tuple[str, ...]                # the first one is the task's primary metric
-
-    @property
-    def is_regression(self) -> bool:
-        return self.label_names is None
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.label_names is None else len(self.label_names)
-
-
-@dataclass(frozen=True)
-class Example:
-    text_a: str
-    text_b: str | None
-    label: int | float
-
-
-_ONE_DEV = (DevSplit("", "dev.tsv", "validation"),)
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
 
 GLUE_TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     # CoLA rows: source, label, original judgement ("*" or empty), sentence.
-    TaskSpec("cola", "CoLA", _BINARY, _ONE_DEV, ("sentence", None), (3, None, 1), False, 4, ("mcc", "accuracy")),
-    TaskSpec("sst2", "SST-2", _BINARY, _ONE_DEV, ("sentence", None), ("sentence", None, "label"), True, None,
+    TaskSpec("cola", "CoLA", _BINARY, ONE_DEV, ("sentence", None), (3, None, 1), False, 4, ("mcc", "accuracy")),
+    TaskSpec("sst2", "SST-2", _BINARY, ONE_DEV, ("sentence", None), ("sentence", None, "label"), True, None,
              ("accuracy",)),
-    TaskSpec("mrpc", "MRPC", _BINARY, _ONE_DEV, ("sentence1", "sentence2"), ("#1 String", "#2 String", "Quality"),
+    TaskSpec("mrpc", "MRPC", _BINARY, ONE_DEV, ("sentence1", "sentence2"), ("#1 String", "#2 String", "Quality"),
              True, None, ("f1", "accuracy")),
-    TaskSpec("stsb", "STS-B", None, _ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "score"),
+    TaskSpec("stsb", "STS-B", None, ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "score"),
              True, None, ("spearman", "pearson")),
-    TaskSpec("qqp", "QQP", _BINARY, _ONE_DEV, ("question1", "question2"), ("question1", "question2", "is_duplicate"),
+    TaskSpec("qqp", "QQP", _BINARY, ONE_DEV, ("question1", "question2"), ("question1", "question2", "is_duplicate"),
              True, None, ("f1", "accuracy")),
     TaskSpec("mnli", "MNLI", ("entailment", "neutral", "contradiction"),
              (DevSplit("m", "dev_matched.tsv", "validation_matched"),
               DevSplit("mm", "dev_mismatched.tsv", "validation_mismatched")),
              ("premise", "hypothesis"), ("sentence1", "sentence2", "gold_label"), True, None, ("accuracy",)),
-    TaskSpec("qnli", "QNLI", _NLI2, _ONE_DEV, ("question", "sentence"), ("question", "sentence", "label"), True, None,
+    TaskSpec("qnli", "QNLI", _NLI2, ONE_DEV, ("question", "sentence"), ("question", "sentence", "label"), True, None,
              ("accuracy",)),
-    TaskSpec("rte", "RTE", _NLI2, _ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "label"), True, None,
+    TaskSpec("rte", "RTE", _NLI2, ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "label"), True, None,
              ("accuracy",)),
 )}
 
@@ -88,10 +54,8 @@ def get_task(task: str) -> TaskSpec:
         raise StageError("the paper (like BERT) excludes WNLI: its dev set punishes train-set memorisation and "
                          "models score below the majority baseline (GLUE FAQ 12); drop 'wnli' from the task list")
     if key not in GLUE_TASKS:
-        from stages.source_tasks import is_source_task, source_task  # forgetting tasks share the machinery
-
-        if is_source_task(task):
-            return source_task(task)
+        if source_tasks.is_source_task(task):   # forgetting tasks share the fine-tuning machinery
+            return source_tasks.source_task(task)
         raise StageError(f"unknown task {task!r}; choose a GLUE task ({', '.join(GLUE_TASKS)}) or a "
                          "source-language task (scandisent-<lang>, stsb-<lang>)")
     return GLUE_TASKS[key]
@@ -107,63 +71,6 @@ def _dev_split(spec: TaskSpec, split: str) -> DevSplit:
             return d
     keys = ", ".join(repr(d.key) for d in spec.dev_splits)
     raise StageError(f"{spec.name} has no split {split!r}; use 'train' or a dev split key: {keys}")
-
-
-def _layout_hint(spec: TaskSpec) -> str:
-    files = ", ".join(["train.tsv"] + [d.tsv_file for d in spec.dev_splits])
-    return (f"data_dir must be a GLUE root as the official download script (download_glue_data.py) writes it, "
-            f"with {spec.folder}/ holding {files}; or set data_dir to None to load {spec.name} from the hub")
-
-
-def _parse_label(spec: TaskSpec, raw: str, where: str) -> int | float:
-    if spec.label_names is None:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise StageError(f"{where}: the similarity score {raw!r} is not a number; expected a float from 0 to 5")
-        return value
-    try:
-        return spec.label_names.index(raw.strip())
-    except ValueError:
-        raise StageError(f"{where}: unknown label {raw!r}; expected one of {', '.join(spec.label_names)}") from None
-
-
-def _read_tsv(spec: TaskSpec, path: Path, max_examples: int | None) -> list[Example]:
-    # GLUE's convention is QUOTE_NONE: a quote character is part of the text (e.g. SST-2 and MNLI start
-    # sentences with `"`); the default dialect would swallow whole lines up to the next quote.
-    out: list[Example] = []
-    a_col, b_col, y_col = spec.tsv_columns
-    # utf-8-sig: MRPC's source files begin with a byte-order mark, which would corrupt the first header name.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        width = spec.tsv_width
-        if spec.tsv_header:
-            header = next(reader, None)
-            if header is None:
-                raise StageError(f"{path} is empty; expected a header line and examples ({_layout_hint(spec)})")
-            header = [h.strip() for h in header]
-            wanted = [c for c in (a_col, b_col, y_col) if c is not None]
-            missing = [c for c in wanted if c not in header]
-            if missing:
-                raise StageError(f"{path}: header line lacks column(s) {', '.join(map(repr, missing))}; found "
-                                 f"{header}. Is this the {spec.folder} file of the official GLUE download?")
-            a_col, b_col, y_col = (header.index(c) if c is not None else None for c in (a_col, b_col, y_col))
-            width = len(header)
-        for row in reader:
-            if not row:  # a blank line (e.g. a trailing newline too many) holds no example
-                continue
-            where = f"{path.name} line {reader.line_num} ({path})"
-            if len(row) != width:
-                raise StageError(f"{where}: expected {width} tab-separated columns, found {len(row)}. The file is "
-                                 f"malformed (a known defect of some QQP copies); re-download {spec.folder} or fix "
-                                 "that line")
-            out.append(Example(row[a_col], row[b_col] if b_col is not None else None,
-                               _parse_label(spec, row[y_col], where)))
-            if max_examples is not None and len(out) >= max_examples:
-                break
-    return out
 
 
 def _load_hub(spec: TaskSpec, hub_split: str, hub_dataset: str, max_examples: int | None) -> list[Example]:
@@ -197,9 +104,7 @@ def load_split(task: str, split: str, data_dir: str | None, hub_dataset: str = "
     if max_examples is not None and max_examples < 1:
         raise StageError(f"max_examples must be at least 1 (or None for all), got {max_examples}")
     if spec.name not in GLUE_TASKS:  # ScandiSent / translated STS-B: data_dir is the task's own file or folder
-        from stages.source_tasks import load_source_split
-
-        return load_source_split(spec, split, data_dir, hub_dataset, max_examples)
+        return source_tasks.load_source_split(spec, split, data_dir, hub_dataset, max_examples)
     if split == "train":
         tsv_file, hub_split = "train.tsv", "train"
     else:
@@ -211,11 +116,11 @@ def load_split(task: str, split: str, data_dir: str | None, hub_dataset: str = "
     else:
         folder = Path(data_dir) / spec.folder
         if not folder.is_dir():
-            raise StageError(f"GLUE task folder {folder} does not exist; {_layout_hint(spec)}")
+            raise StageError(f"GLUE task folder {folder} does not exist; {layout_hint(spec)}")
         path = folder / tsv_file
         if not path.is_file():
-            raise StageError(f"GLUE file {path} does not exist; {_layout_hint(spec)}")
-        examples = _read_tsv(spec, path, max_examples)
+            raise StageError(f"GLUE file {path} does not exist; {layout_hint(spec)}")
+        examples = read_tsv(spec, path, max_examples)
         source = str(path)
     if not examples:
         raise StageError(f"{spec.name} split {split or 'dev'!r} from {source} holds no examples; "

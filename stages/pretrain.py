@@ -8,47 +8,60 @@ the other 85% is work whose result is thrown away. Batch order and masks are fun
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from pydantic import model_validator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.common import (StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
-                           read_json, replace_dir, resolve_mixed_precision, set_seed, write_json)
+from stages.common import (MixedPrecision, Number, StageConfig, StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
+                           read_json, replace_dir, resolve_mixed_precision, set_seed, setting,
+                           write_json)
 from stages.corpus import CorpusConfig, load_token_cache, tokenize_to_cache
 from stages.tokenizer import load_tokenizer
 
 
-@dataclass(frozen=True)
-class PretrainConfig:
-    init_model: str                   # folder (or hub id) with an MLM model and its tokenizer
-    corpus: CorpusConfig
-    output_dir: str
-    cache_dir: str                    # tokenized corpora, shared by every node of a sweep
-    seed: int = 0
-    learning_rate: float = 5e-5
-    batch_size: int = 128             # effective batch (sequences per optimizer step)
-    per_device_batch_size: int = 32   # micro-batch; the rest is gradient accumulation
-    block_size: int = 128
-    mlm_probability: float = 0.15
-    epochs: float = 1.0
-    max_steps: int | None = None      # a step budget; overrides epochs when set
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_fraction: float = 0.01       # share of blocks held out for MLM loss / perplexity
-    max_eval_blocks: int = 512
-    eval_every: int = 500
-    log_every: int = 50
-    checkpoint_every: int = 500
-    mixed_precision: str = "auto"     # auto: bf16 (or fp16) on GPU, fp32 on CPU
-    num_threads: int | None = None
+class PretrainSettings(StageConfig):
+    """Continued-pretraining hyperparameters (paper Table 5 defaults): the sweep's `pretrain` section."""
+    learning_rate: Number = setting(5e-5, "peak AdamW learning rate", gt=0)
+    batch_size: int = setting(128, "effective batch: sequences per optimizer step", ge=1)
+    per_device_batch_size: int = setting(32, "micro-batch; the rest of the batch is gradient accumulation", ge=1)
+    block_size: int = setting(128, "tokens per packed sequence, [CLS] and [SEP] included", ge=8)
+    mlm_probability: Number = setting(0.15, "share of positions chosen for prediction", gt=0, lt=1)
+    epochs: Number = setting(1.0, "passes over the corpus (when max_steps is null)", gt=0)
+    max_steps: int | None = setting(None, "a step budget; overrides epochs when set", ge=1)
+    warmup_steps: int = setting(0, "linear warm-up steps, then linear decay to 0", ge=0)
+    weight_decay: Number = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)", ge=0)
+    max_grad_norm: Number = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
+    eval_fraction: Number = setting(0.01, "share of blocks held out for MLM loss / perplexity", ge=0, lt=1)
+    max_eval_blocks: int = setting(512, "at most this many held-out blocks", ge=0)
+    mixed_precision: MixedPrecision = setting("auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU")
+    eval_every: int = setting(1000, "held-out evaluation every N steps (at a logging step; always at the end)",
+                              hashed=False, ge=1)
+    log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
+    checkpoint_every: int = setting(1000, "resumable checkpoint every N steps", hashed=False, ge=1)
+
+    @model_validator(mode="after")
+    def _whole_micro_batches(self):
+        if self.batch_size % self.per_device_batch_size:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of per_device_batch_size "
+                             f"{self.per_device_batch_size}; change one of them")
+        return self
+
+
+class PretrainConfig(PretrainSettings):
+    init_model: str = setting(doc="folder (or hub id) with an MLM model and its tokenizer")
+    corpus: CorpusConfig = setting(doc="the text pretrained on")
+    output_dir: str = setting(doc="checkpoints and the final model/ folder")
+    cache_dir: str = setting(doc="tokenized corpora, shared by every node of a sweep")
+    seed: int = setting(0, "batch order, masks and dropout")
+    num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
 
 
 @dataclass(frozen=True)
@@ -169,12 +182,9 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoint"
 
+    # One process per trial (Ray gives each its share of a GPU); nothing launches data-parallel workers.
     accelerator = make_accelerator(resolve_mixed_precision(cfg.mixed_precision))
-    world = accelerator.num_processes
-    if cfg.batch_size % (cfg.per_device_batch_size * world):
-        raise StageError(f"batch_size {cfg.batch_size} is not a multiple of per_device_batch_size "
-                         f"{cfg.per_device_batch_size} x {world} processes; change one of them")
-    accum = cfg.batch_size // (cfg.per_device_batch_size * world)
+    accum = cfg.batch_size // cfg.per_device_batch_size
 
     tokenizer = load_tokenizer(cfg.init_model)
     cache = tokenize_to_cache(cfg.corpus, tokenizer, cfg.cache_dir, "pretraining corpus", log=log)
@@ -221,14 +231,12 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
         t0 = time.perf_counter()
         step_loss = 0.0
         for a in range(accum):
-            index = (step * accum + a) * world + accelerator.process_index
+            index = step * accum + a
             ids = data.train_micro_batch(index, micro)
             window_pad += int(ids.eq(tokenizer.pad_token_id).sum())  # before masking: a random token may be [PAD]
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
             ids, labels = masker(ids, gen)
-            # Gradients are all-reduced once per optimizer step, not once per micro-batch.
-            sync = contextlib.nullcontext() if a == accum - 1 else accelerator.no_sync(wrapped)
-            with sync, accelerator.autocast():
+            with accelerator.autocast():
                 loss = wrapped(ids.to(accelerator.device, non_blocking=True),
                                labels.to(accelerator.device, non_blocking=True))
                 accelerator.backward(loss / accum)

@@ -15,36 +15,48 @@ import time
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
+from pydantic import model_validator
 from scipy.stats import rankdata
 
-from stages.common import StageError, configure_threads, pick_device, set_seed, write_json
+from stages.common import (Number, StageConfig, StageError, configure_threads, pick_device, set_seed, setting,
+                           write_json)
 from stages.features import StoredSentence, load_split_features, read_features_meta
 
-PUNCTUATION_CHOICES = ("exclude", "include")
 PUNCT_UPOS = "PUNCT"
 IMPROVEMENT = 1e-4  # a dev loss must beat the best by this much to count (H&M's threshold)
 
 
-@dataclass(frozen=True)
-class ProbeConfig:
-    features_dir: str
-    layer: int
-    output_dir: str
-    rank: int | None = None            # rows of B; None = the hidden size (H&M use full rank for BERT-base, 768)
-    epochs: int = 40
-    learning_rate: float = 1e-3
-    batch_size: int = 20               # sentences per step
-    patience: int = 4                  # stop after this many epochs without a better dev loss
-    lr_decay: float | None = 0.1       # ReduceLROnPlateau factor on the dev loss (H&M: 0.1, patience 0); None = off
-    seed: int = 0
-    punctuation: str = "exclude"       # "exclude": UPOS PUNCT words are left out of UUAS and DSpr (H&M)
-    min_words: int = 5                 # DSpr averages over sentence lengths min_words..max_words (H&M: 5-50)
-    max_words: int = 50
-    num_threads: int | None = None
+class ProbeSettings(StageConfig):
+    """Structural-probe training and scoring (Hewitt & Manning 2019): the sweep's `probe` section."""
+    rank: int | None = setting(None, "rows of B; null: the hidden size (H&M: full rank for BERT-base, 768)", ge=1)
+    epochs: int = setting(40, "at most this many epochs", ge=1)
+    learning_rate: Number = setting(1e-3, "Adam learning rate", gt=0)
+    batch_size: int = setting(20, "sentences per step", ge=1)
+    patience: int = setting(4, "stop after this many epochs without a better dev loss", ge=1)
+    lr_decay: Number | None = setting(0.1, "ReduceLROnPlateau factor on the dev loss (H&M: 0.1, patience 0); "
+                                           "null: off", gt=0, lt=1)
+    seed: int = setting(0, "probe initialisation and batch order")
+    punctuation: Literal["exclude", "include"] = setting(
+        "exclude", "exclude: words tagged PUNCT are left out of UUAS and DSpr, as Hewitt & Manning do")
+    min_words: int = setting(5, "DSpr averages over sentence lengths min_words..max_words (H&M: 5-50)", ge=1)
+    max_words: int = setting(50, "see min_words", ge=1)
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.min_words > self.max_words:
+            raise ValueError(f"need min_words <= max_words, got {self.min_words} and {self.max_words} (H&M: 5 and 50)")
+        return self
+
+
+class ProbeConfig(ProbeSettings):
+    features_dir: str = setting(doc="a features folder (stages/features.py)")
+    layer: int = setting(doc="the layer probed: 0 = embeddings, k = output of layer k", ge=0)
+    output_dir: str = setting(doc="probe_result.json and the probe's weights")
+    num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
 
 
 @dataclass(frozen=True)
@@ -132,18 +144,27 @@ def uuas_counts(pred_dist: np.ndarray, heads: Sequence[int], keep: Sequence[bool
     return len(gold & pred), len(gold)
 
 
+class UUASDetails(NamedTuple):
+    uuas: float
+    correct: int                       # correct undirected edges, summed over the corpus
+    gold_edges: int                    # gold edges, summed over the corpus
+    sentences: int                     # sentences with at least one gold edge: those that entered the score
+
+
 def uuas(pred_dists: Sequence[np.ndarray], heads: Sequence[Sequence[int]],
-         keep: Sequence[Sequence[bool] | None] | None = None) -> float:
+         keep: Sequence[Sequence[bool] | None] | None = None, *, details: bool = False) -> float | UUASDetails:
     """Corpus UUAS: total correct edges / total gold edges over all sentences (see uuas_counts).
 
     Sentences without gold edges (one word, or one kept word) add nothing; a corpus without any gives 0.0.
+    `details=True` returns the score with the counts behind it (UUASDetails) instead of the score alone.
     """
     keeps = keep if keep is not None else [None] * len(heads)
-    correct = total = 0
+    correct = total = sentences = 0
     for d, h, k in zip(pred_dists, heads, keeps):
         c, t = uuas_counts(d, h, k)
-        correct, total = correct + c, total + t
-    return correct / total if total else 0.0
+        correct, total, sentences = correct + c, total + t, sentences + (t > 0)
+    score = correct / total if total else 0.0
+    return UUASDetails(score, correct, total, sentences) if details else score
 
 
 def _row_spearman(pred: np.ndarray, gold: np.ndarray) -> np.ndarray:
@@ -169,8 +190,14 @@ def dspr_by_length(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.nda
     return {length: float(np.mean(values)) for length, values in sorted(per_length.items())}
 
 
+class DSprDetails(NamedTuple):
+    dspr: float
+    by_length: dict[int, float]        # step 2 for every length seen, in range or not (dspr_by_length)
+    lengths_used: tuple[int, ...]      # the lengths in min_words..max_words that step 3 averages
+
+
 def dspr(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray], lengths: Sequence[int] | None = None,
-         min_words: int = 5, max_words: int = 50) -> float:
+         min_words: int = 5, max_words: int = 50, *, details: bool = False) -> float | DSprDetails:
     """Distance Spearman (DSpr.) as H&M define it.
 
     1. For every sentence and every word i in it, the Spearman correlation between row i of the predicted
@@ -181,10 +208,13 @@ def dspr(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray], len
        punctuation rows were dropped from the matrices, so that "length" means the sentence's length).
     3. The result is the unweighted mean of the per-length averages over lengths min_words..max_words
        (both inclusive); other lengths, and sentences with fewer than 2 rows, are left out. 0.0 if none is left.
+
+    `details=True` returns the score with the per-length means behind it (DSprDetails) instead of the score alone.
     """
     by_length = dspr_by_length(pred_dists, gold_dists, lengths)
-    values = [v for length, v in by_length.items() if min_words <= length <= max_words]
-    return float(np.mean(values)) if values else 0.0
+    used = tuple(length for length in by_length if min_words <= length <= max_words)
+    score = float(np.mean([by_length[length] for length in used])) if used else 0.0
+    return DSprDetails(score, by_length, used) if details else score
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -240,6 +270,7 @@ def _dev_loss(split: _Split, proj: torch.Tensor, batch_size: int, device: torch.
 
 
 def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch.device) -> dict:
+    """UUAS and DSpr of the probe `proj` on one split, with the counts behind them (probe_result.json's details)."""
     full, kept_pred, kept_gold, heads, keeps, lengths = [], [], [], [], [], []
     with torch.no_grad():
         for start in range(0, len(split.sentences), cfg.batch_size):
@@ -260,42 +291,16 @@ def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch
                 heads.append(s.heads)
                 keeps.append(keep)
                 lengths.append(n)
-    counts = [uuas_counts(p, h, k) for p, h, k in zip(full, heads, keeps)]
-    correct, total = sum(c for c, _ in counts), sum(t for _, t in counts)
-    by_length = dspr_by_length(kept_pred, kept_gold, lengths)
-    in_range = [v for n, v in by_length.items() if cfg.min_words <= n <= cfg.max_words]
-    return {"uuas": correct / total if total else 0.0,
-            "dspr": float(np.mean(in_range)) if in_range else 0.0,
-            "uuas_sentences": sum(1 for _, t in counts if t), "uuas_edges": total,
-            "dspr_lengths": len(in_range), "dspr_by_length": by_length}
+    u = uuas(full, heads, keeps, details=True)
+    d = dspr(kept_pred, kept_gold, lengths, cfg.min_words, cfg.max_words, details=True)
+    return {"uuas": u.uuas, "dspr": d.dspr, "uuas_sentences": u.sentences, "uuas_edges": u.gold_edges,
+            "dspr_lengths": len(d.lengths_used), "dspr_by_length": d.by_length}
 
 
 # --- training ----------------------------------------------------------------------------------------
-def _check_config(cfg: ProbeConfig) -> None:
-    problems = []
-    if cfg.punctuation not in PUNCTUATION_CHOICES:
-        problems.append(f"punctuation {cfg.punctuation!r} is not one of {', '.join(PUNCTUATION_CHOICES)}")
-    for name in ("epochs", "batch_size"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.patience < 1:
-        problems.append(f"patience must be at least 1 epoch, got {cfg.patience}")
-    if not cfg.learning_rate > 0:
-        problems.append(f"learning_rate must be positive, got {cfg.learning_rate}")
-    if cfg.rank is not None and cfg.rank < 1:
-        problems.append(f"rank must be at least 1 or null (= hidden size), got {cfg.rank}")
-    if cfg.lr_decay is not None and not 0 < cfg.lr_decay < 1:
-        problems.append(f"lr_decay must be in (0, 1) or null (off), got {cfg.lr_decay}")
-    if not 1 <= cfg.min_words <= cfg.max_words:
-        problems.append(f"need 1 <= min_words <= max_words, got {cfg.min_words} and {cfg.max_words} (H&M: 5 and 50)")
-    if problems:
-        raise StageError("invalid ProbeConfig: " + "; ".join(problems))
-
-
 def train_probe(cfg: ProbeConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
                 log: Callable[[str], None] = print) -> ProbeResult:
     t_start = time.time()
-    _check_config(cfg)
     configure_threads(cfg.num_threads)
     meta = read_features_meta(cfg.features_dir)
     for needed in ("train", "dev"):
@@ -366,7 +371,7 @@ def train_probe(cfg: ProbeConfig, on_log: Callable[[int, dict[str, float]], None
         f"({test_metrics['uuas_sentences']:,} sentences, {test_metrics['dspr_lengths']} lengths in "
         f"{cfg.min_words}-{cfg.max_words}); dev UUAS {result.dev_uuas:.4f}, DSpr {result.dev_dspr:.4f}")
     out = Path(cfg.output_dir)
-    write_json(out / "probe_result.json", {**asdict(result), "config": asdict(cfg), "history": history,
+    write_json(out / "probe_result.json", {**asdict(result), "config": cfg.model_dump(), "history": history,
                                            "test_details": test_metrics, "dev_details": dev_metrics,
                                            "features_model": meta.get("model")})
     return result

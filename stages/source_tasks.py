@@ -12,7 +12,7 @@ English still know of its first language?
   header, score in column 5 and the sentences in columns 6 and 7). On the hub, `timpal0l/stsb_mt_sv`
   (columns sentence1, sentence2, score; splits train and validation).
 
-Both are plain fine-tuning tasks: they reuse `stages.glue.TaskSpec`, so the fine-tune stage, its metrics
+Both are plain fine-tuning tasks: they reuse `stages.task_spec.TaskSpec`, so the fine-tune stage, its metrics
 and its dynamic padding serve them unchanged. `stages.glue.get_task` and `load_split` hand names that are
 not GLUE tasks to this module.
 """
@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from stages.common import StageError
-from stages.glue import _ONE_DEV, Example, TaskSpec, _parse_label, _read_tsv
+from stages.task_spec import ONE_DEV, Example, TaskSpec, parse_label, read_tsv
 
 _NAME = re.compile(r"(scandisent|stsb)-([A-Za-z][A-Za-z0-9_]*)")
 SCANDISENT_TRAIN_SHARE = 0.75   # 7,500 of the 10,000 rows per language in the paper
@@ -41,9 +41,9 @@ def source_task(name: str) -> TaskSpec:
                          "e.g. scandisent-sv) or stsb-<lang> (a translated STS-B, e.g. stsb-sv)")
     family, _lang = m.groups()
     if family == "scandisent":
-        return TaskSpec(name, "", ("0", "1"), _ONE_DEV, ("text", None), ("text", None, "label"), True, None,
+        return TaskSpec(name, "", ("0", "1"), ONE_DEV, ("text", None), ("text", None, "label"), True, None,
                         ("accuracy",))
-    return TaskSpec(name, "", None, _ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "score"),
+    return TaskSpec(name, "", None, ONE_DEV, ("sentence1", "sentence2"), ("sentence1", "sentence2", "score"),
                     True, None, ("spearman", "pearson"))
 
 
@@ -73,7 +73,7 @@ def _read_scandisent(spec: TaskSpec, path: Path) -> list[Example]:
             if len(row) != len(header):
                 raise StageError(f"{where}: expected {len(header)} comma-separated columns, found {len(row)}; "
                                  "quote texts that contain commas or line breaks")
-            out.append(Example(row[t_col], None, _parse_label(spec, row[y_col], where)))
+            out.append(Example(row[t_col], None, parse_label(spec, row[y_col], where)))
     return out
 
 
@@ -110,7 +110,7 @@ def _load_local(spec: TaskSpec, split: str, path: Path) -> list[Example]:
                          "STS-B layout) or sts-train.csv and sts-dev.csv (original STS benchmark layout)")
     glue_file = path / ("train.tsv" if split == "train" else "dev.tsv")
     if glue_file.is_file():
-        return _read_tsv(spec, glue_file, None)
+        return read_tsv(spec, glue_file, None)
     original = path / STS_ORIGINAL_FILES[split]
     if original.is_file():
         return _read_sts_original(original)

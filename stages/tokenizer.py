@@ -19,27 +19,33 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from stages.common import StageError, write_json
+from stages.common import Number, StageConfig, StageError, setting, write_json
 from stages.corpus import CorpusConfig, iter_documents
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-TRAINERS = ("exact", "tokenizers")
 HELD_OUT_EVERY = 100  # every 100th document is kept out of training to measure the [UNK] rate honestly
 MAX_HELD_OUT = 10_000
 
 
-@dataclass(frozen=True)
-class TokenizerConfig:
-    corpus: CorpusConfig
-    output_dir: str
-    vocab_size: int = 32000
-    lowercase: bool = False  # casing follows the source model: cased except AraBERT
-    min_frequency: int = 2
-    limit_alphabet: int | None = 1000  # most frequent characters kept (the tokenizers BERT trainer's default)
-    trainer: str = "exact"      # "exact": this module's learner, the same vocabulary in every process;
-                                # "tokenizers": the Rust trainer, for Wikipedia-sized corpora
-    max_unk_rate: float = 0.01  # fail when held-out text is more [UNK] than this
+class TokenizerSettings(StageConfig):
+    """How an English (or built source's) WordPiece vocabulary is learned: the sweep's `target` section."""
+    vocab_size: int = setting(32000, "tokens in the vocabulary, specials included", ge=100)
+    min_frequency: int = setting(2, "a merge must occur this often", ge=1)
+    limit_alphabet: int | None = setting(1000, "most frequent characters kept as letters (the tokenizers BERT "
+                                               "trainer's default; Wikipedia's rare ones would fill the vocabulary); "
+                                               "null: every character", ge=1)
+    trainer: Literal["exact", "tokenizers"] = setting(
+        "exact", "exact: this module's learner, the same vocabulary in every process; tokenizers: the Rust "
+                 "trainer, for Wikipedia-sized corpora")
+    max_unk_rate: Number = setting(0.01, "fail when held-out text is more [UNK] than this", ge=0, le=1)
+
+
+class TokenizerConfig(TokenizerSettings):
+    corpus: CorpusConfig = setting(doc="the text the vocabulary is learned on")
+    output_dir: str = setting(doc="where the tokenizer folder is written")
+    lowercase: bool = setting(False, "casing follows the source model: cased except AraBERT")
 
 
 @dataclass(frozen=True)
@@ -202,12 +208,6 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
     from transformers import BertTokenizerFast
 
     t0 = time.time()
-    if cfg.vocab_size < 100:
-        raise StageError(f"vocab_size {cfg.vocab_size} is too small for WordPiece; use at least 100")
-    if cfg.limit_alphabet is not None and cfg.limit_alphabet < 1:
-        raise StageError(f"limit_alphabet={cfg.limit_alphabet} keeps no character; use at least 1, or null for all")
-    if cfg.trainer not in TRAINERS:
-        raise StageError(f"unknown trainer {cfg.trainer!r}; choose {' or '.join(TRAINERS)}")
     # One streaming pass (a Wikipedia dump never sits in memory); every 100th document is held out to
     # measure the [UNK] rate.
     pipeline, _ = _build_trainer_tokenizer(cfg.lowercase)

@@ -8,6 +8,8 @@ Modes (the paper's Section 3, plus one control):
 - `random-map`  the `frequency` procedure with the same source rows dealt out in a seeded random order:
                 it separates "frequency order matters" from "any reuse of the body helps".
 - `scratch`     [en][en]: same architecture, random init, English vocabulary.
+- `build`       a new model of a given `Architecture`, random init, with the given vocabulary: a source
+                pretrained from scratch inside the sweep (the demo's), or [en][en] shaped like one.
 
 The output folder reloads with AutoModelForMaskedLM + AutoTokenizer and holds `mapping_report.json`.
 """
@@ -19,33 +21,66 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import model_validator
 
-from stages.common import StageError, quiet_transformers, set_seed, write_json
+from stages.common import (StageConfig, StageError, quiet_transformers, save_npy, set_seed, setting, write_json,
+                           write_text)
 from stages.tokenizer import load_tokenizer
 
-MODES = ("keep", "frequency", "random-map", "scratch")
+MODES = ("keep", "frequency", "random-map", "scratch", "build")
 ROLES = ("pad", "unk", "cls", "sep", "mask")
 # Rows of reserved tokens such as BERT's "[unused17]" were never trained; they take no part in ranking.
 _RESERVED = re.compile(r"^\[[^\]\s]+\]$")
 RANK_BANDS = (0, 10, 100, 1000, 10000, 30000)
 
 
-@dataclass(frozen=True)
-class TransferConfig:
-    source: str                          # hub id or folder of a BERT MLM checkpoint with its tokenizer
-    mode: str                            # one of MODES
-    output_dir: str
-    target_tokenizer: str | None = None  # English tokenizer folder (frequency, random-map, scratch)
-    target_counts: str | None = None     # .npy of English token counts per target id (frequency ranks)
-    source_counts: str | None = None     # .npy of source token counts on a source corpus; None = vocab order
-    keep_vocab_size: int | None = 32000  # keep: first N source tokens; None = the whole vocabulary
-    seed: int = 0                        # random-map order, scratch init and grown rows
+class Architecture(StageConfig):
+    """Shape of a BERT built from scratch (`build` mode: the demo's source model).
+
+    `model_type` "roformer" is BERT with rotary position embeddings (Su et al., 2021) in place of learned
+    absolute ones; everything else (post-LN blocks, WordPiece, tied MLM head) is BERT's. Tiny models need
+    it: at hidden size 64, BERT's absolute positions are not learned within a demo budget (see README).
+    """
+    model_type: Literal["bert", "roformer"] = setting("bert", "the MLM family built")
+    hidden_size: int = setting(768, "width of every layer", ge=1)
+    num_layers: int = setting(12, "transformer blocks", ge=1)
+    num_heads: int = setting(12, "attention heads per block (must divide hidden_size)", ge=1)
+    intermediate_size: int = setting(3072, "feed-forward width", ge=1)
+    max_position_embeddings: int = setting(512, "longest input in tokens", ge=8)
+
+
+class TransferSettings(StageConfig):
+    """The per-source knobs of vocabulary surgery (part of each source's section in the sweep)."""
+    keep_vocab_size: int | None = setting(32000, "`keep` mode: the first N source tokens (null: all of them, as "
+                                                 "for Dutch)", ge=1)
     # When the English vocabulary has more ordinary tokens than the source has rows (BERTje: 30K rows for
     # a 32K vocabulary), the least frequent English tokens get new, randomly initialised rows.
-    grow_embeddings: bool = False
+    grow_embeddings: bool = setting(False, "frequency modes: new random rows when English has more tokens than "
+                                           "the source has rows")
+
+
+class TransferConfig(TransferSettings):
+    mode: Literal["keep", "frequency", "random-map", "scratch", "build"] = setting(doc="one of MODES")
+    output_dir: str = setting(doc="the model folder written")
+    source: str | None = setting(None, "hub id or folder of a BERT MLM checkpoint with its tokenizer (every mode "
+                                       "but build)")
+    target_tokenizer: str | None = setting(None, "English tokenizer folder (frequency, random-map, scratch, build)")
+    target_counts: str | None = setting(None, ".npy of English token counts per target id (frequency ranks)")
+    source_counts: str | None = setting(None, ".npy of source token counts on a source corpus; null: vocab order")
+    architecture: Architecture | None = setting(None, "build mode: the shape of the new model")
+    seed: int = setting(0, "random-map order, scratch/build init and grown rows")
+
+    @model_validator(mode="after")
+    def _inputs(self):
+        if self.mode == "build" and (self.architecture is None or not self.target_tokenizer):
+            raise ValueError("build mode needs architecture and target_tokenizer")
+        if self.mode != "build" and not self.source:
+            raise ValueError(f"{self.mode} mode needs source (a hub id or model folder)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -159,7 +194,7 @@ def _write_kept_tokenizer(src_tok, row_map: np.ndarray, out: Path) -> None:
         pp["cls"] = [pp["cls"][0], new_id[pp["cls"][0]]]
     src_tok.save_pretrained(str(out))
     (out / "vocab.txt").unlink(missing_ok=True)  # a stale slow-tokenizer vocab would disagree with tokenizer.json
-    (out / "tokenizer.json").write_text(json.dumps(state, ensure_ascii=False))
+    write_text(out / "tokenizer.json", json.dumps(state, ensure_ascii=False))
 
 
 def _rank_bands(ranked_ids: np.ndarray, row_map, tgt_tokens, src_tokens, counts, per_band: int = 5):
@@ -189,21 +224,28 @@ def transfer(cfg: TransferConfig) -> TransferResult:
     from transformers import AutoConfig, AutoModelForMaskedLM
     quiet_transformers()
     t0 = time.time()
-    if cfg.mode not in MODES:
-        raise StageError(f"unknown vocab mode {cfg.mode!r}; choose one of {', '.join(MODES)}")
     out = Path(cfg.output_dir)
     if out.exists():
         shutil.rmtree(out)  # a half-written folder from a crash is never reused
     out.mkdir(parents=True)
     report: dict = {"mode": cfg.mode, "source": cfg.source, "seed": cfg.seed}
 
-    if cfg.mode == "scratch":
+    if cfg.mode in ("scratch", "build"):
         if not cfg.target_tokenizer:
-            raise StageError("scratch mode needs target_tokenizer (the English tokenizer folder)")
+            raise StageError(f"{cfg.mode} mode needs target_tokenizer (the English tokenizer folder)")
         tgt_tok = load_tokenizer(cfg.target_tokenizer)
-        config = AutoConfig.from_pretrained(cfg.source)
-        config.vocab_size = len(tgt_tok)
-        config.pad_token_id = tgt_tok.pad_token_id
+        if cfg.mode == "scratch":   # the source's architecture, the new vocabulary
+            config = AutoConfig.from_pretrained(cfg.source)
+            config.vocab_size = len(tgt_tok)
+            config.pad_token_id = tgt_tok.pad_token_id
+        else:
+            a = cfg.architecture
+            config = AutoConfig.for_model(a.model_type, vocab_size=len(tgt_tok), hidden_size=a.hidden_size,
+                                          num_hidden_layers=a.num_layers, num_attention_heads=a.num_heads,
+                                          intermediate_size=a.intermediate_size,
+                                          max_position_embeddings=a.max_position_embeddings,
+                                          pad_token_id=tgt_tok.pad_token_id)
+            report["architecture"] = a.model_dump()
         set_seed(cfg.seed)
         model = AutoModelForMaskedLM.from_config(config)
         tgt_tok.save_pretrained(str(out))
@@ -276,7 +318,7 @@ def transfer(cfg: TransferConfig) -> TransferResult:
     model.config.pad_token_id = new_tok.pad_token_id
     model.tie_weights()
     model.save_pretrained(str(out))
-    np.save(out / "row_map.npy", row_map)
+    save_npy(out / "row_map.npy", row_map)
 
     new_tokens = new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
     new_roles = _role_ids(new_tok)

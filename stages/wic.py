@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.common import (StageError, check_model_fits, check_training_config,
-                           configure_threads, make_accelerator, make_adamw, quiet_transformers,
-                           pad_batch, resolve_mixed_precision, set_seed, write_json)
+from stages.common import (MixedPrecision, Number, StageConfig, StageError, check_model_fits, configure_threads,
+                           make_accelerator, make_adamw, pad_batch, quiet_transformers, resolve_mixed_precision,
+                           set_seed, setting, write_json)
 from stages.pooling import join_words, token_groups
 from stages.tokenizer import load_tokenizer
 
@@ -49,27 +49,30 @@ LAYOUT = ("data_dir must be a WiC folder as the official download (WiC_dataset.z
           "<data_dir>/dev/dev.gold.txt; or set data_dir to None to load WiC from the hub")
 
 
-@dataclass(frozen=True)
-class WicConfig:
-    model: str                   # folder or hub id: load_tokenizer + AutoModel (an MLM checkpoint loads)
-    output_dir: str
-    data_dir: str | None = None  # official WiC folder layout; None = the hub
-    hub_dataset: str = "super_glue"
-    hub_config: str = "wic"
-    seed: int = 0
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    max_length: int = 128
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"   # "auto" | "no" | "bf16" | "fp16"
-    num_threads: int | None = None
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = None
-    eval_batch_size: int = 128
-    log_every: int = 50
+class WicSettings(StageConfig):
+    """Words in Context (paper Tables 3 and 11): data and fine-tuning hyperparameters, the sweep's `wic` section."""
+    data_dir: str | None = setting(None, "the official WiC folder (train/, dev/); null: the hub")
+    hub_dataset: str = setting("super_glue", "hub dataset used when data_dir is null")
+    hub_config: str = setting("wic", "its config")
+    learning_rate: Number = setting(2e-5, "peak AdamW learning rate", gt=0)
+    batch_size: int = setting(32, "pairs per step", ge=1)
+    epochs: Number = setting(3.0, "passes over the train split", gt=0)
+    max_length: int = setting(128, "tokens per sentence pair; longer ones are cut", ge=8)
+    weight_decay: Number = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)", ge=0)
+    warmup_ratio: Number = setting(0.0, "share of steps of linear warm-up", ge=0, lt=1)
+    max_grad_norm: Number = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
+    mixed_precision: MixedPrecision = setting("auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU")
+    max_train_examples: int | None = setting(None, "the first N train pairs only (quick runs)", ge=1)
+    max_eval_examples: int | None = setting(None, "the first N dev pairs only", ge=1)
+    eval_batch_size: int = setting(128, "pairs per evaluation forward pass", ge=1)
+    log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
+
+
+class WicConfig(WicSettings):
+    model: str = setting(doc="folder or hub id: load_tokenizer + AutoModel (an MLM checkpoint loads)")
+    output_dir: str = setting(doc="eval_results.json")
+    seed: int = setting(0, "classifier init, dropout and batch order")
+    num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
 
 
 @dataclass(frozen=True)
@@ -369,7 +372,6 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
 
     quiet_transformers()
     t_start = time.time()
-    check_training_config(cfg, "WicConfig")
     configure_threads(cfg.num_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -453,6 +455,6 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
                        dropped=len(train_lost), steps=step, seconds=time.time() - t_start, output_dir=str(out),
                        dev_unfittable=len(dev_lost))
     if accelerator.is_main_process:
-        write_json(out / "eval_results.json", {**asdict(result), "config": asdict(cfg), "epoch_metrics": epoch_metrics,
+        write_json(out / "eval_results.json", {**asdict(result), "config": cfg.model_dump(), "epoch_metrics": epoch_metrics,
                                                "dev_predictions": preds.tolist()})
     return result

@@ -26,25 +26,29 @@ from typing import Callable, Hashable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from stages.common import (MIXED_PRECISION_CHOICES, StageError, check_model_fits, configure_threads, make_accelerator,
-                           pad_batch, quiet_transformers, resolve_mixed_precision, write_json)
+from stages.common import (MixedPrecision, StageConfig, StageError, check_model_fits, configure_threads,
+                           make_accelerator, pad_batch, quiet_transformers, resolve_mixed_precision, setting,
+                           write_json)
 from stages.tokenizer import load_tokenizer
 
 LABELS = ("entailment", "not_entailment")  # also the hub's ClassLabel order
 FIELDS = ("premise", "hypothesis", "label", "idx", "pair_id")
 
 
-@dataclass(frozen=True)
-class WinogenderConfig:
-    model: str                     # folder saved by stages/finetune.py (task rte, save_model=True)
-    output_dir: str
-    data_file: str | None = None   # AX-g.jsonl; None = the hub
-    hub_dataset: str = "super_glue"
-    hub_config: str = "axg"
-    batch_size: int = 64
-    max_length: int = 128
-    mixed_precision: str = "auto"
-    num_threads: int | None = None
+class WinogenderSettings(StageConfig):
+    """Winogender as NLI (SuperGLUE AX-g, paper Table 10): the sweep's `winogender` section."""
+    data_file: str | None = setting(None, "AX-g.jsonl; null: the hub")
+    hub_dataset: str = setting("super_glue", "hub dataset used when data_file is null")
+    hub_config: str = setting("axg", "its config")
+    batch_size: int = setting(64, "examples per forward pass", ge=1)
+    max_length: int = setting(128, "tokens per premise-hypothesis pair", ge=8)
+    mixed_precision: MixedPrecision = setting("auto", "autocast on GPU, fp32 on CPU")
+
+
+class WinogenderConfig(WinogenderSettings):
+    model: str = setting(doc="folder saved by stages/finetune.py (task rte, save_model=True)")
+    output_dir: str = setting(doc="eval_results.json")
+    num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
 
 
 @dataclass(frozen=True)
@@ -216,12 +220,6 @@ def evaluate_winogender(cfg: WinogenderConfig, log: Callable[[str], None] = prin
 
     quiet_transformers()
     t_start = time.time()
-    if cfg.mixed_precision not in MIXED_PRECISION_CHOICES:
-        raise StageError(f"invalid WinogenderConfig: mixed_precision {cfg.mixed_precision!r} is not one of "
-                         f"{', '.join(MIXED_PRECISION_CHOICES)}")
-    if cfg.batch_size < 1 or cfg.max_length < 8:
-        raise StageError(f"invalid WinogenderConfig: batch_size must be >= 1 and max_length >= 8, got "
-                         f"{cfg.batch_size} and {cfg.max_length}")
     configure_threads(cfg.num_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +260,7 @@ def evaluate_winogender(cfg: WinogenderConfig, log: Callable[[str], None] = prin
         f"{parity.pairs} pairs ({len(examples)} examples)")
     if accelerator.is_main_process:
         write_json(out / "eval_results.json", {
-            **asdict(result), "config": asdict(cfg), "id2label": {str(k): v for k, v in id2label.items()},
+            **asdict(result), "config": cfg.model_dump(), "id2label": {str(k): v for k, v in id2label.items()},
             "singleton_pair_ids": parity.singletons,
             "predictions": [{"idx": e.idx, "pair_id": e.pair_id, "label": e.label, "prediction": p}
                             for e, p in zip(examples, predictions)]})

@@ -21,7 +21,8 @@ def test_probe_nodes_share_one_features_node_per_model(tmp_path):
         assert feat.parents == (f"pretrain/{model}",)
         for layer in (0, 1, 2):
             probe = g.nodes[f"probe/{model}/layer{layer}"]
-            assert probe.parents == (feat.id,) and probe.params["layer"] == layer
+            assert probe.parents == (feat.id,) and probe.params["config"]["layer"] == layer
+            assert probe.params["config"]["features_dir"] == str(g.node_dir(feat.id) / "features")
     assert len(g.by_kind()["probe"]) == 15 and len(g.by_kind()["features"]) == 5
 
 
@@ -31,20 +32,20 @@ def test_winogender_is_gated_on_the_rte_fine_tune_that_keeps_its_model(tmp_path)
         for seed in (1, 2):
             w = g.nodes[f"winogender/{model}/seed{seed}"]
             assert w.parents == (f"finetune/{model}/rte/seed{seed}",)
-            assert g.nodes[w.parents[0]].params["settings"]["save_model"] is True
+            assert g.nodes[w.parents[0]].params["config"]["save_model"] is True
         # other tasks keep only metrics: their weights would fill the disk for nothing
-        assert g.nodes[f"finetune/{model}/cola/seed1"].params["settings"]["save_model"] is False
+        assert g.nodes[f"finetune/{model}/cola/seed1"].params["config"]["save_model"] is False
 
 
 def test_forgetting_runs_the_source_group_on_source_and_english_tasks(tmp_path):
     g = demo(tmp_path)
     forget = g.by_kind()["forget"]
     assert {n.model for n in forget} == {"S", "S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep"}
-    assert {n.params["task"] for n in forget} == {"scandisent-S", "stsb-S", "scandisent-en"}
+    assert {n.params["config"]["task"] for n in forget} == {"scandisent-S", "stsb-S", "scandisent-en"}
     n = g.nodes["forget/S-to-en-keep/stsb-S/seed2"]
     assert n.parents == ("pretrain/S-to-en-keep",)
-    assert n.params["settings"]["data_dir"].endswith("data/synthetic/stsb_S") and n.params["settings"]["hub_dataset"] is None
-    assert n.params["settings"]["learning_rate"] == 1e-3 and n.params["seed"] == 2
+    assert n.params["config"]["data_dir"].endswith("data/synthetic/stsb_S") and n.params["config"]["hub_dataset"] is None
+    assert n.params["config"]["learning_rate"] == 1e-3 and n.params["config"]["seed"] == 2
 
 
 def test_source_model_joins_the_graph_for_forgetting_even_without_direct_fine_tunes(tmp_path):
@@ -55,7 +56,7 @@ def test_source_model_joins_the_graph_for_forgetting_even_without_direct_fine_tu
 
 def test_hub_data_for_forgetting_is_marked_with_a_prefix(tmp_path):
     g = demo(tmp_path, "forgetting.data.stsb-S=hub:timpal0l/stsb_mt_sv")
-    s = g.nodes["forget/S/stsb-S/seed1"].params["settings"]
+    s = g.nodes["forget/S/stsb-S/seed1"].params["config"]
     assert s["hub_dataset"] == "timpal0l/stsb_mt_sv" and s["data_dir"] is None
 
 
@@ -69,7 +70,7 @@ def test_changing_a_probe_setting_reruns_probes_but_not_features(tmp_path):
 def test_sections_left_out_add_no_nodes(tmp_path):
     g = demo(tmp_path, "probe=null", "wic=null", "forgetting=null", "winogender=null")
     assert set(g.by_kind()) == {"tokenizer", "tokenize", "pretrain", "finetune"}
-    assert all(n.params["settings"]["save_model"] is False for n in g.by_kind()["finetune"])
+    assert all(n.params["config"]["save_model"] is False for n in g.by_kind()["finetune"])
 
 
 @pytest.mark.parametrize("override, message", [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.config import RESOURCE_KINDS
+from orchestrator.runner import KINDS
 
 
 def sweep_yaml(tmp: Path) -> Path:
@@ -39,7 +39,7 @@ def sweep_yaml(tmp: Path) -> Path:
                                 "scandisent-en": str(data / "scandisent/en.csv"), "stsb-S": str(data / "stsb_S")},
                        "seeds": [1], **tiny},
         "winogender": {"data_file": str(data / "superglue/AX-g/AX-g.jsonl"), "max_length": 48},
-        "resources": {k: {"cpu": 1, "gpu": 0} for k in RESOURCE_KINDS},
+        "resources": {k: {"cpu": 1, "gpu": 0} for k in KINDS},
     }
     p = tmp / "sweep.yaml"
     p.write_text(yaml.safe_dump(cfg))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,8 +87,8 @@ def sst2_runs(tmp_path_factory, tiny_bert, glue_root):
     base = FinetuneConfig(model=tiny_bert, task="sst2", output_dir=str(out / "a"), data_dir=str(glue_root), seed=0,
                           learning_rate=2e-3, batch_size=8, epochs=3, log_every=10, num_threads=1)
     runs = {}
-    for name, cfg in (("a", base), ("b", replace(base, output_dir=str(out / "b"))),
-                      ("c", replace(base, output_dir=str(out / "c"), seed=1))):
+    for name, cfg in (("a", base), ("b", base.replace(output_dir=str(out / "b"))),
+                      ("c", base.replace(output_dir=str(out / "c"), seed=1))):
         logs = []
         res = finetune(cfg, on_log=lambda s, m, logs=logs: logs.append((s, m)), log=lambda *_: None)
         runs[name] = (res, logs)
@@ -163,14 +162,14 @@ def test_mnli_scores_both_dev_sets(tmp_path, tiny_bert, glue_root):
 def test_bad_config_is_refused_with_the_fix(tmp_path, tiny_bert, glue_root):
     base = FinetuneConfig(model=tiny_bert, task="sst2", output_dir=str(tmp_path), data_dir=str(glue_root),
                           num_threads=1, max_train_examples=8, max_eval_examples=8)
-    with pytest.raises(StageError, match="mixed_precision 'fp32'"):
-        finetune(replace(base, mixed_precision="fp32"), log=lambda *_: None)
+    with pytest.raises(ValueError, match="mixed_precision\n  Input should be 'auto', 'no', 'bf16' or 'fp16'"):
+        finetune(base.replace(mixed_precision="fp32"), log=lambda *_: None)
     with pytest.raises(StageError, match="position embeddings; lower max_length to at most 160"):
-        finetune(replace(base, max_length=512), log=lambda *_: None)
+        finetune(base.replace(max_length=512), log=lambda *_: None)
     with pytest.raises(StageError, match="GLUE FAQ 12"):
-        finetune(replace(base, task="wnli"), log=lambda *_: None)
+        finetune(base.replace(task="wnli"), log=lambda *_: None)
     with pytest.raises(StageError, match="cannot load a tokenizer"):
-        finetune(replace(base, model=str(tmp_path / "nope")), log=lambda *_: None)
+        finetune(base.replace(model=str(tmp_path / "nope")), log=lambda *_: None)
 
 
 @pytest.fixture()
@@ -193,7 +192,7 @@ def test_precision_can_change_between_runs_in_one_process(tmp_path, tiny_bert, g
     finetune(base, log=lambda *_: None)
     monkeypatch.setattr(ft, "resolve_mixed_precision", lambda requested: "bf16")
     lines = []
-    res = finetune(replace(base, output_dir=str(tmp_path / "bf16"), mixed_precision="bf16"), log=lines.append)
+    res = finetune(base.replace(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16"), log=lines.append)
     assert "precision bf16" in lines[0]
     assert 0.0 <= res.metrics["accuracy"] <= 1.0 and res.steps == 4
 

@@ -1,6 +1,7 @@
 """Sweep config validation, the trial graph, and dependency gating as plain objects (no Ray started)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,12 @@ def test_paper_graph_matches_the_study(tmp_path):
                                                                "tokenize/wiki_en/en-32000-uncased")
     assert g.nodes["tokenize/wiki_en/en-32000-uncased"].resources == {"cpu": 8, "gpu": 0}
     assert g.nodes["finetune/bert-base/mnli/seed3"].parents == ()  # hub model: ready at once
-    assert g.nodes["pretrain/sv-to-en-keep"].params["keep_vocab_size"] == 32000
-    assert g.nodes["pretrain/nl-to-en-keep"].params["keep_vocab_size"] is None
+    assert g.nodes["pretrain/sv-to-en-keep"].params["transfer"]["keep_vocab_size"] == 32000
+    assert g.nodes["pretrain/nl-to-en-keep"].params["transfer"]["keep_vocab_size"] is None
+    # the node holds its resolved stage config: the worker runs it as it is
+    ar = g.nodes["pretrain/ar1-to-en-frequency"].params["transfer"]
+    assert ar["target_counts"] == str(g.node_dir("tokenize/wiki_en/en-32000-uncased") / "token_counts.npy")
+    assert ar["target_tokenizer"] == str(g.node_dir("tokenizer/en-32000-uncased") / "tokenizer")
     assert g.nodes["pretrain/sv-to-en-frequency"].resources == {"cpu": 8, "gpu": 1}
     assert g.nodes["finetune/sv/cola/seed1"].resources == {"cpu": 2, "gpu": 0.25}
     # the evaluation suite: 13 probed layers and 5 WiC / Winogender seeds per model; forgetting for sv and fi
@@ -72,40 +77,52 @@ def test_paper_graph_matches_the_study(tmp_path):
     assert len(kinds["wic"]) == 22 * 5 and len(kinds["winogender"]) == 22 * 5
     # sv: [sv] and its 3 transfers on scandisent-sv, stsb-sv, scandisent-en; fi: 4 models on 2 tasks; 5 seeds
     assert len(kinds["forget"]) == (4 * 3 + 4 * 2) * 5
-    assert g.nodes["forget/sv/stsb-sv/seed1"].params["settings"]["hub_dataset"] == "timpal0l/stsb_mt_sv"
-    assert g.nodes["forget/fi-to-en-frequency/scandisent-fi/seed5"].params["settings"]["learning_rate"] == 4e-5
+    assert g.nodes["forget/sv/stsb-sv/seed1"].params["config"]["hub_dataset"] == "timpal0l/stsb_mt_sv"
+    assert g.nodes["forget/fi-to-en-frequency/scandisent-fi/seed5"].params["config"]["learning_rate"] == 4e-5
 
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r["pretrain"].update(max_stepz=3), "unknown key pretrain.max_stepz"),
     (lambda r: r.update(colour="red"), "unknown key colour"),
-    (lambda r: r["finetune"].update(seeds="1,2"), "finetune.seeds: expected a list"),
+    (lambda r: r["finetune"].update(seeds="1,2"), "finetune.seeds: Input should be a valid list, got '1,2'"),
+    (lambda r: r["finetune"].update(seeds=[]), "finetune.seeds: List should have at least 1 item"),
     (lambda r: r["pretrain"].update(max_steps="many"), "pretrain.max_steps"),
-    (lambda r: r["pretrain"].update(learning_rate="fast"), "pretrain.learning_rate: expected a number"),
-    (lambda r: r["finetune"].update(save_model=1), "finetune.save_model: expected true or false"),
+    (lambda r: r["pretrain"].update(learning_rate="fast"), "pretrain.learning_rate: Input should be a valid number"),
+    (lambda r: r["pretrain"].update(learning_rate=0), "pretrain.learning_rate: Input should be greater than 0"),
+    (lambda r: r["pretrain"].update(batch_size=48), "pretrain: batch_size 48 is not a multiple of per_device"),
+    (lambda r: r["finetune"].update(save_model=1), "finetune.save_model: Input should be a valid boolean, got 1"),
+    (lambda r: r["finetune"].update(mixed_precision="fp32"), "finetune.mixed_precision: Input should be 'auto'"),
     (lambda r: r["finetune"].update(tasks=["cola", "sts"]), "unknown task 'sts'"),
     (lambda r: r["finetune"].update(tasks=["wnli"]), "WNLI is excluded"),
-    (lambda r: r["experiments"].update(vocab_modes=["frequency", "alphabetical"]), "unknown vocab mode 'alphabetical'"),
+    (lambda r: r["experiments"].update(vocab_modes=["frequency", "alphabetical"]),
+     "experiments.vocab_modes.1: Input should be 'keep', 'frequency' or 'random-map', got 'alphabetical'"),
     (lambda r: r["experiments"].update(direct=["SV"]), "experiments.direct: unknown source 'SV'"),
     (lambda r: r["target"].update(corpus="wiki"), "target.corpus: unknown corpus 'wiki'"),
-    (lambda r: r["target"].update(limit_alphabet=0), "target.limit_alphabet: 0 keeps no character"),
+    (lambda r: r["target"].update(limit_alphabet=0), "target.limit_alphabet: Input should be greater than or equal to 1"),
     (lambda r: r["target"].update(trainer="sentencepiece"),
-     "target.trainer: unknown 'sentencepiece'; choose from exact"),
+     "target.trainer: Input should be 'exact' or 'tokenizers', got 'sentencepiece'"),
+    (lambda r: r["corpora"]["E"].update(hub_dataset="wikimedia/wikipedia"), "corpora.E: give either files"),
+    (lambda r: r["corpora"]["E"].update(filez=[]),
+     "unknown key corpora.E.filez; valid keys here: files, hub_config, hub_dataset, hub_split, max_documents"),
     (lambda r: r.update(tracking_uri="./mlruns"), "MLflow 3 refuses"),
     (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
-    (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune"),
+    (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune: gpu 1.5: use a fraction"),
+    (lambda r: r["resources"].update(gpus={"cpu": 1}), "unknown key resources.gpus; valid keys here: features, "
+     "finetune, forget, pretrain, probe, tokenize, tokenizer, wic, winogender"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(model_type="gpt2"),
-     "sources.S.build.architecture.model_type: unknown 'gpt2'; choose from bert, roformer"),
+     "sources.S.build.architecture.model_type: Input should be 'bert' or 'roformer', got 'gpt2'"),
+    (lambda r: r["sources"]["S"]["build"]["architecture"].update(hidden=3),
+     "unknown key sources.S.build.architecture.hidden; valid keys here: hidden_size, intermediate_size"),
 ])
 def test_bad_config_errors_name_the_key(tmp_path, mutate, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_sweep(write_cfg(tmp_path, mutate), base_dir=tmp_path)
 
 
 def test_overrides_are_validated_like_yaml(tmp_path):
     s = load_sweep(DEFAULT_CONFIG, ["finetune.seeds=[7]", "pretrain.max_steps=5", "name=x"], base_dir=tmp_path)
     assert s.finetune.seeds == [7] and s.pretrain.max_steps == 5 and s.output_dir == str(tmp_path / "runs" / "demo")
-    with pytest.raises(ConfigError, match="unknown key pretrain.lr"):
+    with pytest.raises(ConfigError, match="unknown key pretrain.lr; valid keys here: batch_size, block_size"):
         load_sweep(DEFAULT_CONFIG, ["pretrain.lr=1"], base_dir=tmp_path)
     with pytest.raises(ConfigError, match="key=value"):
         load_sweep(DEFAULT_CONFIG, ["pretrain.max_steps"], base_dir=tmp_path)
@@ -185,41 +202,29 @@ def test_searcher_as_plain_object(tmp_path):
     assert searcher.suggest("t4") == Searcher.FINISHED
 
 
-def test_sweep_settings_are_stage_config_fields_with_the_same_defaults():
-    """The sweep-level sections are passed to the stage configs as **kwargs: they must not drift apart."""
+def test_logging_and_checkpoint_cadence_is_not_part_of_the_hash(tmp_path):
+    """Fields marked hashed=False in the stage schema (log/eval/checkpoint cadence) may change mid-run: the
+    node resumes instead of being deleted; a field that changes results starts it over."""
+    base = build_graph(load_sweep(DEFAULT_CONFIG, base_dir=tmp_path))
+    cadence = build_graph(load_sweep(DEFAULT_CONFIG, ["pretrain.log_every=7", "pretrain.checkpoint_every=9",
+                                                      "pretrain.eval_every=11", "finetune.log_every=3"],
+                                     base_dir=tmp_path))
+    assert all(base.nodes[n].hash == cadence.nodes[n].hash for n in base.nodes)
+    # ... but the node still runs with the new cadence (it is in the config the worker gets)
+    assert cadence.nodes["pretrain/en-scratch"].params["config"]["log_every"] == 7
+    result = build_graph(load_sweep(DEFAULT_CONFIG, ["pretrain.max_eval_blocks=8"], base_dir=tmp_path))
+    assert base.nodes["pretrain/en-scratch"].hash != result.nodes["pretrain/en-scratch"].hash
+
+
+def test_graph_refuses_one_id_for_two_different_nodes(tmp_path):
     import dataclasses
 
-    from orchestrator.config import (FinetuneSettings, ForgettingSettings, PretrainSettings, ProbeSettings,
-                                     WicSettings, WinogenderSettings)
-    from stages.features import FeaturesConfig
-    from stages.finetune import FinetuneConfig
-    from stages.pretrain import PretrainConfig
-    from stages.probe import ProbeConfig
-    from stages.wic import WicConfig
-    from stages.winogender import WinogenderConfig
-
-    probe_only = {"train", "dev", "test", "models"}
-    long_runs = {"eval_every", "checkpoint_every"}          # sweep defaults sized for long real runs
-    table6 = {"learning_rate", "batch_size", "epochs"}      # forgetting: Table 6, not the stage's Table 5
-    # (settings, stage config, sweep-only fields, fields whose defaults differ on purpose)
-    cases = [(PretrainSettings, PretrainConfig, set(), long_runs),
-             (FinetuneSettings, FinetuneConfig, {"tasks", "seeds"}, set()),
-             (ForgettingSettings, FinetuneConfig, {"data", "english_tasks", "seeds"}, table6),
-             (WicSettings, WicConfig, {"seeds", "models"}, set()),
-             (WinogenderSettings, WinogenderConfig, {"models"}, set()),
-             # the probe section feeds two stages: extraction settings and probe-training settings
-             (ProbeSettings, FeaturesConfig, probe_only | {"rank", "punctuation", "epochs", "learning_rate",
-                                                           "batch_size", "patience", "seed"}, {"layers"}),
-             (ProbeSettings, ProbeConfig, probe_only | {"hub_dataset", "hub_config", "layers", "pooling",
-                                                        "max_length", "max_sentences"}, set())]
-    for settings, stage, sweep_only, differ in cases:
-        stage_fields = {f.name: f for f in dataclasses.fields(stage)}
-        for f in dataclasses.fields(settings):
-            if f.name in sweep_only:
-                continue
-            assert f.name in stage_fields, f"{settings.__name__}.{f.name} is not a {stage.__name__} field"
-            if f.name not in differ:
-                assert f.default == stage_fields[f.name].default, f"{settings.__name__}.{f.name} default differs"
+    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    node = g.nodes["finetune/S/cola/seed1"]
+    assert g.add(dataclasses.replace(node, hash="")) is node      # the same work again: the existing node
+    other = dataclasses.replace(node, params={**node.params, "config": {**node.params["config"], "seed": 9}})
+    with pytest.raises(ConfigError, match="two different nodes of this sweep would write to finetune/S/cola/seed1"):
+        g.add(other)
 
 
 def test_changed_settings_invalidate_the_node_and_its_descendants(tmp_path):
@@ -360,6 +365,6 @@ def test_tokenizer_trials_with_the_rust_trainer_turn_its_thread_pool_on(tmp_path
     for trainer in ("tokenizers", "exact"):
         g = build_graph(load_sweep(DEFAULT_CONFIG, [*CORE, f"target.trainer={trainer}"], base_dir=tmp_path))
         node = g.nodes["tokenizer/en-1000-cased"]
-        runner._tokenizer(g, node, tmp_path / trainer, lambda *_: None, 3, None, None, print)
+        runner._tokenizer(runner.Trial(node, tmp_path / trainer, tmp_path, lambda *_: None, threads=3))
     assert seen == {"tokenizers": ("true", "3"), "exact": ("false", None)}
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false" and "RAYON_NUM_THREADS" not in os.environ   # restored

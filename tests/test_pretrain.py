@@ -116,7 +116,7 @@ def test_resume_after_crash_matches_uninterrupted_run(pt_config):
 
 
 def test_bad_batch_and_tiny_corpus_are_refused(pt_config, tmp_path):
-    with pytest.raises(StageError, match="not a multiple of per_device_batch_size"):
+    with pytest.raises(ValueError, match="not a multiple of per_device_batch_size"):
         pretrain(pt_config("x", batch_size=12), log=lambda *_: None)
     (tmp_path / "small.txt").write_text("One tiny line.\n")
     with pytest.raises(StageError, match="fewer than two blocks"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import random
 from pathlib import Path
@@ -15,8 +16,14 @@ from scipy.stats import spearmanr
 from stages.common import StageError
 from stages.features import (FeaturesConfig, TreeSentence, extract_features, load_split_features, read_conllu,
                              write_features_dir)
-from stages.probe import (ProbeConfig, distance_loss, dspr, mst_edges, predicted_sq_distances, train_probe,
-                          tree_distances, uuas, uuas_counts)
+import stages.probe as probe_stage
+from stages.probe import (ProbeConfig, _evaluate, _load, distance_loss, dspr, dspr_by_length, mst_edges,
+                          predicted_sq_distances, train_probe, tree_distances, uuas, uuas_counts)
+
+
+def _replace(cfg, **changes):
+    """A copy of a (frozen, pydantic) config with some fields changed, validated again."""
+    return type(cfg)(**{**dict(cfg), **changes})
 
 
 # --- tree distances ------------------------------------------------------------------------------------
@@ -26,8 +33,24 @@ def test_tree_distances_on_a_hand_tree():
     d = tree_distances(heads)
     assert d.shape == (5, 5) and (d == d.T).all() and (np.diag(d) == 0).all()
     assert d[0, 1] == 1 and d[1, 3] == 2 and d[4, 3] == 4 and d[4, 2] == 3 and d[0, 2] == 2
+    # Every entry against Floyd-Warshall on the edge list (not BFS), for random trees too.
+    rng = random.Random(0)
+    for h in [heads] + [_random_tree(rng, n) for n in (1, 2, 7, 12)]:
+        assert (tree_distances(h) == _floyd_warshall(h)).all(), h
     with pytest.raises(ValueError, match="connect"):
         tree_distances([0, 0, 1])  # two roots: a forest has no path between its trees
+
+
+def _floyd_warshall(heads):
+    n = len(heads)
+    d = np.full((n, n), np.inf)
+    np.fill_diagonal(d, 0)
+    for i, h in enumerate(heads):
+        if h:
+            d[i, h - 1] = d[h - 1, i] = 1
+    for k in range(n):
+        d = np.minimum(d, d[:, [k]] + d[[k], :])
+    return d
 
 
 # --- UUAS against scipy's minimum spanning tree -----------------------------------------------------------
@@ -89,6 +112,59 @@ def test_uuas_with_ties_one_word_sentences_and_punctuation():
     assert uuas_counts(p2, heads)[1] == 4  # with punctuation included, its edge is gold again
 
 
+def _spanning_trees(n):
+    """Every spanning tree of the complete graph on n vertices, by brute force over (n-1)-edge subsets."""
+    for edges in itertools.combinations(itertools.combinations(range(n), 2), n - 1):
+        parent = list(range(n))
+
+        def find(v):
+            while parent[v] != v:
+                v = parent[v]
+            return v
+        ok = True
+        for a, b in edges:
+            ra, rb = find(a), find(b)
+            if ra == rb:
+                ok = False
+                break
+            parent[ra] = rb
+        if ok:
+            yield set(edges)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_mst_against_every_spanning_tree_of_a_tiny_graph(n):
+    assert sum(1 for _ in _spanning_trees(n)) == n ** (n - 2)  # Cayley: the enumeration is complete
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        # small integer weights: many ties; then distinct weights: one minimum tree
+        w = rng.integers(1, 4, size=(n, n)).astype(float) if trial % 2 else rng.permutation(n * n).reshape(n, n) + 1.0
+        w = np.triu(w, 1) + np.triu(w, 1).T
+        weight = {e: w[e] for e in itertools.combinations(range(n), 2)}
+        trees = list(_spanning_trees(n))
+        best = min(sum(weight[e] for e in t) for t in trees)
+        minimal = [t for t in trees if sum(weight[e] for e in t) == best]
+        got = set(mst_edges(w))
+        assert got in minimal, (w, got)  # a spanning tree (right edges, no cycle) of minimum weight
+        if trial % 2 == 0:
+            assert len(minimal) == 1
+
+
+def test_uuas_details_count_edges_and_sentences_by_hand():
+    # Sentence 1: the chain 0-1-2-3 predicted (distances |i - j|), gold tree 0<-1->2, 3 on 1: 2 of 3 right.
+    pred1 = np.abs(np.subtract.outer(np.arange(4), np.arange(4))).astype(float)
+    heads1 = [2, 0, 2, 2]            # gold edges (0,1), (1,2), (1,3); predicted (0,1), (1,2), (2,3)
+    # Sentence 2: two words, always right. Sentence 3: one word, no edge. Sentence 4: only one kept word.
+    pred2, heads2 = np.array([[0., 5.], [5., 0.]]), [0, 1]
+    preds = [pred1, pred2, np.zeros((1, 1)), pred2]
+    heads = [heads1, heads2, [0], [0, 1]]
+    keep = [None, None, None, [True, False]]
+    assert uuas_counts(pred1, heads1) == (2, 3)
+    got = uuas(preds, heads, keep, details=True)
+    assert got == (3 / 4, 3, 4, 2) and got.uuas == uuas(preds, heads, keep) == 0.75
+    assert (got.correct, got.gold_edges, got.sentences) == (3, 4, 2)
+
+
 # --- DSpr against scipy.stats.spearmanr ----------------------------------------------------------------------
 def test_dspr_by_hand_with_ties_and_a_length_out_of_range():
     rng = np.random.default_rng(1)
@@ -107,6 +183,10 @@ def test_dspr_by_hand_with_ties_and_a_length_out_of_range():
     assert dspr(preds, golds, min_words=5, max_words=50) == pytest.approx(length5)
     length3 = np.mean(by_hand(preds[2], golds[2]))
     assert dspr(preds, golds, min_words=3, max_words=50) == pytest.approx((length5 + length3) / 2)
+    details = dspr(preds, golds, min_words=4, max_words=6, details=True)
+    assert details.dspr == pytest.approx(length5) and details.lengths_used == (5,)
+    assert details.by_length == pytest.approx({3: length3, 5: length5})  # every length, in range or not
+    assert details.by_length == pytest.approx(dspr_by_length(preds, golds))
     # The `lengths` argument decides the bucket: calling sentence 3 a 5-word sentence pools it with the others.
     pooled = np.mean(by_hand(preds[0], golds[0]) + by_hand(preds[1], golds[1]) + by_hand(preds[2], golds[2]))
     assert dspr(preds, golds, lengths=[5, 5, 5]) == pytest.approx(pooled)
@@ -115,6 +195,60 @@ def test_dspr_by_hand_with_ties_and_a_length_out_of_range():
     assert dspr([np.zeros((1, 1))], [np.zeros((1, 1))], min_words=1) == 0.0
     flat = dspr([np.ones((5, 5))], [golds[0]])
     assert flat == 0.0 and not np.isnan(flat)
+
+
+# --- the stage's own evaluation on a hand example -------------------------------------------------------------
+def test_the_stages_evaluation_helper_on_a_hand_example(tmp_path):
+    """stages.probe._evaluate (what train_probe reports) on three sentences whose answer is worked out by hand.
+
+    Each word's vector is (position on a line, noise); the probe B = [[1], [0]] keeps the position, so the
+    predicted squared distance of words i and j is (a_i - a_j)^2 and the minimum spanning tree joins
+    neighbours on the line.
+    """
+    # A: positions 0 1 2 3 4 and a PUNCT word at 2.4; gold tree: 1 is the root with children 0, 2, 4, 5; 3 hangs on 2.
+    #    Excluding punctuation, the MST is the chain (0,1) (1,2) (2,3) (3,4); gold (0,1) (1,2) (2,3) (1,4): 3 of 4.
+    #    Including it, the MST over 0 1 2 2.4 3 4 is (0,1) (1,2) (2,5) (5,3) (3,4); gold adds (1,5): 2 of 5.
+    # B: positions 10 11 15, gold chain 0 <- 1 -> 2: the MST (0,1) (1,2) is right, 2 of 2.
+    # C: one word, no edge: not a UUAS sentence, and no DSpr row.
+    pos = [[0, 1, 2, 3, 4, 2.4], [10, 11, 15], [7]]
+    sents = [TreeSentence(tuple(f"w{i}" for i in range(6)), (2, 0, 2, 3, 2, 2), ("X",) * 5 + ("PUNCT",), ("dep",) * 6),
+             TreeSentence(("a", "b", "c"), (2, 0, 2), ("X",) * 3, ("dep",) * 3),
+             TreeSentence(("z",), (0,), ("X",), ("root",))]
+    noise = np.random.default_rng(0).normal(0, 30, size=10)
+    vectors = np.stack([np.concatenate(pos), noise], axis=1)
+    feats = write_features_dir(tmp_path / "f", 2, {"test": (sents, {0: vectors})})
+    split = _load(str(feats), "test", 0, torch.device("cpu"))
+    proj = torch.tensor([[1.0], [0.0]])
+    # batch 2: A and B share a batch (B padded to 6 words), C is a batch of its own
+    cfg = ProbeConfig(features_dir=str(feats), layer=0, output_dir=str(tmp_path / "o"), batch_size=2,
+                      min_words=3, max_words=6)
+
+    # Gold distances written out by hand (not tree_distances); rows/columns 0-4 of A are the non-punctuation words.
+    gold_a = np.array([[0, 1, 2, 3, 2, 2], [1, 0, 1, 2, 1, 1], [2, 1, 0, 1, 2, 2], [3, 2, 1, 0, 3, 3],
+                       [2, 1, 2, 3, 0, 2], [2, 1, 2, 3, 2, 0]], dtype=float)
+    gold_b = np.array([[0, 1, 2], [1, 0, 1], [2, 1, 0]], dtype=float)
+    a16 = [np.asarray(p, dtype=np.float16).astype(float) for p in pos]  # features are stored as float16
+    pred_a, pred_b = (np.subtract.outer(a, a) ** 2 for a in a16[:2])
+
+    def mean_rho(p, g):
+        return [spearmanr(p[i], g[i]).statistic for i in range(len(g))]
+
+    kept = [0, 1, 2, 3, 4]
+    length6 = np.mean(mean_rho(pred_a[np.ix_(kept, kept)], gold_a[np.ix_(kept, kept)]))  # A is a 6-word sentence
+    length3 = np.mean(mean_rho(pred_b, gold_b))
+    got = _evaluate(split, proj, cfg, torch.device("cpu"))
+    assert got["uuas"] == pytest.approx(5 / 6)
+    assert (got["uuas_edges"], got["uuas_sentences"], got["dspr_lengths"]) == (6, 2, 2)
+    assert got["dspr_by_length"] == pytest.approx({3: length3, 6: length6})
+    assert got["dspr"] == pytest.approx((length3 + length6) / 2)
+    assert 0.5 < length6 < 1 and 0.5 < length3 < 1  # the example is not degenerate: both means are informative
+
+    narrow = _evaluate(split, proj, _replace(cfg, min_words=4), torch.device("cpu"))
+    assert narrow["dspr"] == pytest.approx(length6) and narrow["dspr_lengths"] == 1
+
+    with_punct = _evaluate(split, proj, _replace(cfg, punctuation="include"), torch.device("cpu"))
+    assert with_punct["uuas"] == pytest.approx(4 / 7) and with_punct["uuas_edges"] == 7
+    assert with_punct["dspr"] == pytest.approx((np.mean(mean_rho(pred_a, gold_a)) + length3) / 2)
 
 
 # --- CoNLL-U -------------------------------------------------------------------------------------------------
@@ -201,7 +335,7 @@ def test_extract_features_mean_pools_subwords_as_the_model_computes_them(tiny_be
     logs = []
     res = extract_features(FeaturesConfig(model=tiny_bert, output_dir=str(out),
                                           splits={"train": str(train), "dev": str(dev)},
-                                          layers=(0, 2), max_length=14, batch_size=2, num_threads=1), log=logs.append)
+                                          layers=[0, 2], max_length=14, batch_size=2, num_threads=1), log=logs.append)
     assert res.layers == (0, 2) and res.hidden_size == 32
     assert res.sentences == {"train": 3, "dev": 2} and res.words == {"train": 17, "dev": 11}
     assert res.skipped["train"]["sentences_too_long"] == 1 and res.skipped["dev"]["sentences_too_long"] == 0
@@ -230,7 +364,7 @@ def test_extract_features_mean_pools_subwords_as_the_model_computes_them(tiny_be
 
     with pytest.raises(StageError, match="probe.layers"):
         extract_features(FeaturesConfig(model=tiny_bert, output_dir=str(tmp_path / "bad"),
-                                        splits={"train": str(train)}, layers=(0, 3)))
+                                        splits={"train": str(train)}, layers=[0, 3]))
 
 
 # --- the probe's distances and loss -----------------------------------------------------------------------
@@ -307,17 +441,52 @@ def _probe(features: Path, out: Path, **kw) -> ProbeConfig:
                        lr_decay=0.5, batch_size=10, num_threads=1, **kw)
 
 
-def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path):
+def _independent_scores(features: Path, split: str, proj: np.ndarray, min_words=5, max_words=50):
+    """UUAS and DSpr of probe `proj` recomputed from the stored features with scipy, punctuation excluded.
+
+    Nothing of stages.probe is used: float64 numpy distances, scipy's MST, scipy's spearmanr."""
+    vectors, sentences = load_split_features(features, split, 3)
+    correct = total = 0
+    rhos: dict[int, list[float]] = {}
+    for s in sentences:
+        t = np.asarray(vectors[s.offset:s.offset + len(s)], dtype=np.float64) @ proj
+        pred = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
+        keep = [u != "PUNCT" for u in s.upos]
+        kept = [i for i in range(len(s)) if keep[i]]
+        gold = _gold_edges(s.heads, keep)
+        mst = {tuple(sorted((kept[a], kept[b]))) for a, b in _scipy_mst(pred[np.ix_(kept, kept)])}
+        correct, total = correct + len(gold & mst), total + len(gold)
+        g = _floyd_warshall(s.heads)[np.ix_(kept, kept)]
+        p = pred[np.ix_(kept, kept)]
+        rhos.setdefault(len(s), []).extend(spearmanr(p[i], g[i]).statistic for i in range(len(kept)))
+    by_length = {n: np.mean(v) for n, v in rhos.items() if min_words <= n <= max_words}
+    return correct / total, float(np.mean(list(by_length.values()))), total
+
+
+def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path, monkeypatch):
     planted = _synthetic_features(tmp_path / "planted", planted=True)
-    steps = []
+    steps, evaluated = [], []
+    real_evaluate = probe_stage._evaluate
+
+    def spy(split, proj, cfg, device):  # keeps the probe that train_probe scores, to score it independently
+        evaluated.append(proj.detach().cpu().double().numpy().copy())
+        return real_evaluate(split, proj, cfg, device)
+    monkeypatch.setattr(probe_stage, "_evaluate", spy)
     res = train_probe(_probe(planted, tmp_path / "p1"), on_log=lambda s, m: steps.append((s, m)), log=lambda _: None)
     assert res.test_split == "test" and res.rank == 16 and res.sentences_evaluated == 30
     # DSpr stays below 1 even for near-exact distances: gold rows are full of ties that predictions break.
     assert res.test_uuas >= 0.98 and res.test_dspr >= 0.93, res
+    # The reported numbers are those of the probe it scored (the dev-best one, on dev then test), recomputed here.
+    assert len(evaluated) == 2
+    dev_uuas, dev_dspr, _ = _independent_scores(planted, "dev", evaluated[0])
+    test_uuas, test_dspr, test_edges = _independent_scores(planted, "test", evaluated[1])
+    assert (res.dev_uuas, res.dev_dspr) == pytest.approx((dev_uuas, dev_dspr))
+    assert (res.test_uuas, res.test_dspr) == pytest.approx((test_uuas, test_dspr))
     assert steps[0][0] == 1 and set(steps[0][1]) >= {"train/loss", "dev/loss"} and len(steps) == res.epochs_run
     assert steps[-1][1]["train/loss"] < steps[0][1]["train/loss"]
     saved = json.loads((tmp_path / "p1" / "probe_result.json").read_text())
     assert saved["test_uuas"] == res.test_uuas and saved["config"]["layer"] == 3
+    assert saved["test_details"]["uuas_edges"] == test_edges
 
     noise = _synthetic_features(tmp_path / "noise", planted=False)
     res_noise = train_probe(_probe(noise, tmp_path / "p2"), log=lambda _: None)
@@ -327,14 +496,14 @@ def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path):
 
 def test_probe_is_reproducible_and_reports_dev_without_a_test_split(tmp_path):
     feats = _synthetic_features(tmp_path / "f", planted=True, seed=5)
-    cfg = dataclasses.replace(_probe(feats, tmp_path / "a"), epochs=3, rank=4)
+    cfg = _replace(_probe(feats, tmp_path / "a"), epochs=3, rank=4)
     first = dataclasses.asdict(train_probe(cfg, log=lambda _: None))
-    second = dataclasses.asdict(train_probe(dataclasses.replace(cfg, output_dir=str(tmp_path / "b")),
+    second = dataclasses.asdict(train_probe(_replace(cfg, output_dir=str(tmp_path / "b")),
                                             log=lambda _: None))
     for d in (first, second):
         d.pop("seconds"), d.pop("output_dir")
     assert first == second and first["rank"] == 4
-    other = dataclasses.asdict(train_probe(dataclasses.replace(cfg, seed=1), log=lambda _: None))
+    other = dataclasses.asdict(train_probe(_replace(cfg, seed=1), log=lambda _: None))
     assert other["best_dev_loss"] != first["best_dev_loss"]
 
     kept = {}
@@ -343,8 +512,8 @@ def test_probe_is_reproducible_and_reports_dev_without_a_test_split(tmp_path):
         kept[split] = (sentences, {3: np.asarray(vectors)})
     no_test = write_features_dir(tmp_path / "no_test", 16, kept)
     logs = []
-    res = train_probe(dataclasses.replace(cfg, features_dir=str(no_test)), log=logs.append)
+    res = train_probe(_replace(cfg, features_dir=str(no_test)), log=logs.append)
     assert res.test_split == "dev" and res.test_uuas == res.dev_uuas
     assert any("no test split" in line for line in logs)
     with pytest.raises(StageError, match="no layer 5"):
-        train_probe(dataclasses.replace(cfg, layer=5), log=lambda _: None)
+        train_probe(_replace(cfg, layer=5), log=lambda _: None)

@@ -1,6 +1,7 @@
 """Table 2 / Table 7 shapes from DONE files, checked against the paper's own numbers and `statistics`."""
 from __future__ import annotations
 
+import shutil
 import statistics
 
 import pytest
@@ -133,3 +134,39 @@ def test_winogender_table_and_figure2_max_gain(tmp_path):
     assert f2 == pytest.approx({"CoLA": 20.0, "RTE": 8.0, "SST-2": -1.0})  # the better of frequency and keep
     _, folder = write_report(g)
     assert (folder / "figure2_max_gain.png").stat().st_size > 1000
+
+
+def test_figure2_mnli_gain_is_the_mean_of_matched_and_mismatched_per_model_then_the_best_model(tmp_path):
+    """MNLI's finetune result holds two numbers (stages/glue.py: dev splits "m" and "mm", so the keys are
+    m_accuracy and mm_accuracy); Figure 2 shows one MNLI bar: per [lang->en] model the mean of its m and mm
+    gains over [en][en], then the larger of the two models. The values are chosen so that every plausible
+    mistake gives another number: m only 4.0, mm only 8.0, max per column then mean 6.0, random-map 25.0."""
+    from orchestrator.report import figure2_data
+
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml",
+                               [f"output_dir={tmp_path}", "finetune.tasks=[mnli, rte]"], base_dir=tmp_path))
+    # (m_accuracy, mm_accuracy, rte accuracy) per seed
+    runs = {"en-scratch": [(0.69, 0.73, 0.50), (0.71, 0.71, 0.54)],          # means 70, 72, 52
+            "S-to-en-frequency": [(0.74, 0.70, 0.55), (0.74, 0.72, 0.55)],   # means 74, 71, 55
+            "S-to-en-keep": [(0.68, 0.80, 0.49), (0.70, 0.80, 0.51)],        # means 69, 80, 50
+            "S-to-en-random-map": [(0.95, 0.97, 0.90), (0.95, 0.97, 0.90)]}  # a control: never in Figure 2
+    for model, seeds in runs.items():
+        for seed, (m, mm, rte) in zip((1, 2), seeds):
+            _done(g, f"finetune/{model}/mnli/seed{seed}", {"m_accuracy": m, "mm_accuracy": mm})
+            _done(g, f"finetune/{model}/rte/seed{seed}", {"accuracy": rte})
+    mean_rows, _ = tables(g)
+    assert mean_rows[0] == ["Lang", "Vocab", "MNLI-m", "MNLI-mm", "RTE", "AVG"]
+    f2 = figure2_data(g)
+    assert f2[0] == ["source", "task", "max gain"]
+    assert [r[:2] for r in f2[1:]] == [["S", "MNLI"], ["S", "RTE"]]   # one MNLI bar, not an m and an mm bar
+    got = {r[1]: r[2] for r in f2[1:]}
+    frequency_mnli = ((74 - 70) + (71 - 72)) / 2   # 1.5
+    keep_mnli = ((69 - 70) + (80 - 72)) / 2        # 3.5
+    assert got["MNLI"] == pytest.approx(max(frequency_mnli, keep_mnli))   # 3.5: keep's
+    assert got["RTE"] == pytest.approx(max(55 - 52, 50 - 52))              # 3.0: frequency's
+    # Without [lang->en][lang]'s mm result, MNLI's gain is the frequency model's alone (not keep's m alone: 29).
+    for seed in (1, 2):
+        shutil.rmtree(g.node_dir(f"finetune/S-to-en-keep/mnli/seed{seed}"))
+        _done(g, f"finetune/S-to-en-keep/mnli/seed{seed}", {"m_accuracy": 0.99})
+    got = {r[1]: r[2] for r in figure2_data(g)[1:]}
+    assert got["MNLI"] == pytest.approx(frequency_mnli)

@@ -113,7 +113,7 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
     sweep_run = [r for r in all_runs if r.data.tags.get("xlt.kind") == "sweep"]
     assert len(sweep_run) == 1 and all(r.data.tags["mlflow.parentRunId"] == sweep_run[0].info.run_id for r in runs)
     ft = next(r for r in runs if r.data.tags["xlt.node_id"] == "finetune/S-to-en-keep/sst2/seed1")
-    assert ft.data.params["task"] == "sst2" and ft.data.params["seed"] == "1" and "final/accuracy" in ft.data.metrics
+    assert ft.data.params["config.task"] == "sst2" and ft.data.params["config.seed"] == "1" and "final/accuracy" in ft.data.metrics
     params = ft.data.params
     assert (params["lang"], params["vocab"], params["model_name"]) == ("S→en", "S", "S-to-en-keep")
     pre = next(r for r in runs if r.data.tags["xlt.node_id"] == "pretrain/S-to-en-keep")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from stages.common import StageError
-from stages.synthetic import (AXG_FRAMES, AXG_PRONOUNS, COLA_PROFILE, Grammar, Lexicon, RealizerE, SyntheticConfig,
-                              _cola_bad, _corrupt_tokens, _wic, _words, generate)
+from synthetic import (AXG_FRAMES, AXG_PRONOUNS, COLA_PROFILE, Grammar, Lexicon, RealizerE, SyntheticConfig, _cola_bad,
+                       _corrupt_tokens, _wic, _words, generate)
 
 # small enough to generate in about a second, big enough for the baselines to mean something
 SMALL = dict(seed=3, source_tokens=30_000, english_tokens=15_000, train_size=600, dev_size=200)
@@ -392,7 +392,7 @@ def test_homographs_change_only_the_forms_of_their_lexemes(world, world_without_
 def test_homographs_touch_the_world_only_through_their_own_step(world_without_homographs, tmp_path, monkeypatch):
     """With the homograph step skipped, a config asking for homographs writes the homographs=0 corpus: the
     knob draws nothing from the other streams."""
-    from stages import synthetic
+    import synthetic
 
     monkeypatch.setattr(synthetic.Lexicon, "_make_homographs", lambda self, cfg: None)
     cfg = SyntheticConfig(out_dir=str(tmp_path), **SMALL)

@@ -25,7 +25,7 @@ def test_node_run_is_scheduled_until_started_and_closed_if_it_never_ends(tmp_pat
     assert status(a) == status(b) == "SCHEDULED"        # suggested, waiting for resources
     assert tracker.node_run(g.nodes["pretrain/S"], sweep_run) == a   # found again by its tags, not duplicated
     params = client.get_run(a).data.params
-    assert (params["lang"], params["vocab"], params["model_name"], params["mode"]) == ("S", "S", "S", "build")
+    assert (params["lang"], params["vocab"], params["model_name"], params["transfer.mode"]) == ("S", "S", "S", "build")
     tracker.start(a)
     assert status(a) == "RUNNING"
     tracker.finish(b, ok=False, error="boom")
