@@ -33,7 +33,7 @@ def sweep_yaml(tmp: Path) -> Path:
         "pretrain": small,
         "finetune": {"tasks": ["rte"], "seeds": [1], "data_dir": str(data / "glue"), "log_every": 4, **tiny},
         "probe": {"train": str(data / "conllu/train.conllu"), "dev": str(data / "conllu/dev.conllu"),
-                  "test": str(data / "conllu/test.conllu"), "layers": [0, 1], "epochs": 2, "max_sentences": 40},
+                  "test": str(data / "conllu/test.conllu"), "layers": [0, 1], "epochs": 2, "features": {"max_sentences": 40}},
         "wic": {"data_dir": str(data / "wic"), "seeds": [1], **tiny},
         "forgetting": {"data": {"scandisent-S": str(data / "scandisent/S.csv"),
                                 "scandisent-en": str(data / "scandisent/en.csv"), "stsb-S": str(data / "stsb_S")},
