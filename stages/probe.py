@@ -55,7 +55,7 @@ class ProbeSettings(StageConfig):
 class ProbeConfig(ProbeSettings):
     features_dir: str = setting(doc="a features folder (stages/features.py)")
     layer: int = setting(doc="the layer probed: 0 = embeddings, k = output of layer k", ge=0)
-    output_dir: str = setting(doc="probe_result.json and the probe's weights")
+    output_dir: str = setting(doc="probe_result.json (scores, history)")
     num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
 
 

@@ -7,10 +7,15 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from scipy.stats import pearsonr, spearmanr
 
 from stages.common import StageError
 from stages.finetune import FinetuneConfig, finetune
+
+MNLI_LABELS = ("entailment", "neutral", "contradiction")  # GLUE's order: the classifier's ids
 
 FILLER = "the a one big small red old new dog cat bird house tree car runs sees likes eats finds".split()
 
@@ -65,10 +70,10 @@ def glue_root(tmp_path_factory) -> Path:
     head = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"]
 
-    def nli(n, votes):
+    def nli(n, votes, label_of=lambda i: i % 3):
         rows = []
         for i in range(n):
-            gold = labels[i % 3]
+            gold = labels[label_of(i)]
             s1, s2 = sentence(rng), sentence(rng)
             rows.append([str(i), str(i), f"{i}{gold[0]}", "fiction", f"( {s1} )", f"( {s2} )", f"(ROOT {s1})",
                          f"(ROOT {s2})", s1, s2] + [gold] * votes + [gold])
@@ -76,8 +81,33 @@ def glue_root(tmp_path_factory) -> Path:
     write_tsv(root / "MNLI" / "train.tsv", head + ["label1", "gold_label"], nli(48, 1))
     votes = ["label1", "label2", "label3", "label4", "label5", "gold_label"]
     write_tsv(root / "MNLI" / "dev_matched.tsv", head + votes, nli(21, 5))
-    write_tsv(root / "MNLI" / "dev_mismatched.tsv", head + votes, nli(15, 5))
+    # Other label shares than matched (in its first 12 rows 3 / 3 / 6, not 4 / 4 / 4): even a model that predicts
+    # one class everywhere scores m and mm differently, so a swap of the two dev sets shows.
+    write_tsv(root / "MNLI" / "dev_mismatched.tsv", head + votes, nli(15, 5, label_of=lambda i: min(i % 4, 2)))
     return root
+
+
+def read_tsv(path: Path, *columns: int, first: int | None = None) -> list[tuple[str, ...]]:
+    """Chosen columns of a TSV's rows after the header, read here independently of stages/glue.py."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]][:first]
+    return [tuple(r[c] for c in columns) for r in rows]
+
+
+def saved_model_logits(model_dir: str | Path, texts: list[tuple[str, ...]], batch_size: int = 128,
+                       autocast: bool = False) -> np.ndarray:
+    """Logits of a saved classifier over (sentence,) or (sentence1, sentence2) examples, in eval mode, in
+    right-padded batches of the stage's eval_batch_size: the same arithmetic, so that even a barely trained
+    model's near-tied predictions come out in the same order (STS-B's ranks)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    out = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        for i in range(0, len(texts), batch_size):
+            enc = tok(*map(list, zip(*texts[i:i + batch_size])), padding=True, return_tensors="pt")
+            out.append(model(**enc).logits.float().numpy())
+    return np.concatenate(out)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +117,7 @@ def sst2_runs(tmp_path_factory, tiny_bert, glue_root):
     base = FinetuneConfig(model=tiny_bert, task="sst2", output_dir=str(out / "a"), data_dir=str(glue_root), seed=0,
                           learning_rate=2e-3, batch_size=8, epochs=3, log_every=10, num_threads=1)
     runs = {}
-    for name, cfg in (("a", base), ("b", base.replace(output_dir=str(out / "b"))),
+    for name, cfg in (("a", base), ("b", base.replace(output_dir=str(out / "b"), save_model=True)),
                       ("c", base.replace(output_dir=str(out / "c"), seed=1))):
         logs = []
         res = finetune(cfg, on_log=lambda s, m, logs=logs: logs.append((s, m)), log=lambda *_: None)
@@ -95,9 +125,14 @@ def sst2_runs(tmp_path_factory, tiny_bert, glue_root):
     return runs
 
 
-def test_sst2_learns_the_cue_word_and_writes_results(sst2_runs):
+def test_sst2_learns_the_cue_word_and_writes_results(sst2_runs, glue_root):
     res, logs = sst2_runs["a"]
     assert res.metrics["accuracy"] > 0.8, res.metrics
+    # The reported accuracy is the final model's on all 80 dev sentences: run b (same seed, bit-identical,
+    # see below) kept its model; its predictions are recomputed here.
+    dev = read_tsv(glue_root / "SST-2" / "dev.tsv", 0, 1)
+    pred = saved_model_logits(Path(sst2_runs["b"][0].output_dir) / "model", [(t,) for t, _ in dev]).argmax(-1)
+    assert len(dev) == 80 and res.metrics["accuracy"] == pytest.approx(np.mean(pred == [int(y) for _, y in dev]))
     assert set(res.metrics) == {"accuracy"}
     steps_per_epoch = math.ceil(300 / 8)  # 38: the last batch of an epoch is a short one, not dropped
     assert res.steps == 3 * steps_per_epoch and res.train_examples == 300
@@ -134,7 +169,13 @@ def test_stsb_regression_fractional_epochs_and_saved_model(tmp_path, tiny_bert, 
                          save_model=True)
     res = finetune(cfg, on_log=lambda s, m: logs.append((s, m)), log=lambda *_: None)
     assert set(res.metrics) == {"spearman", "pearson"}
-    assert all(-1.0 <= v <= 1.0 for v in res.metrics.values())
+    # Recomputed with scipy from the saved model's predictions on the 24 dev pairs.
+    dev = read_tsv(glue_root / "STS-B" / "dev.tsv", 7, 8, 9)
+    pred = saved_model_logits(tmp_path / "stsb" / "model", [(a, b) for a, b, _ in dev])[:, 0]
+    gold = [float(y) for *_, y in dev]
+    assert len(dev) == 24
+    assert res.metrics["spearman"] == pytest.approx(spearmanr(pred, gold).statistic)
+    assert res.metrics["pearson"] == pytest.approx(pearsonr(pred, gold).statistic)
     assert res.steps == math.ceil(1.5 * 48 / 8)  # 9: one full epoch and half of the next
     assert [s for s, m in logs if "eval/spearman" in m] == [6, 9]
     # warmup int(0.5 * 9) = 4 steps up to the peak, then linear decay to 0 at step 9.
@@ -150,11 +191,17 @@ def test_mnli_scores_both_dev_sets(tmp_path, tiny_bert, glue_root):
     logs = []
     cfg = FinetuneConfig(model=tiny_bert, task="mnli", output_dir=str(tmp_path / "mnli"), data_dir=str(glue_root),
                          learning_rate=1e-3, batch_size=16, epochs=1, num_threads=1, max_eval_examples=12,
-                         eval_batch_size=5)
+                         eval_batch_size=5, save_model=True)
     res = finetune(cfg, on_log=lambda s, m: logs.append((s, m)), log=lambda *_: None)
     assert set(res.metrics) == {"m_accuracy", "mm_accuracy"}
     # 12 examples per dev set: any accuracy is a multiple of 1/12 (shows max_eval_examples and batching of 5).
     assert all(abs(v * 12 - round(v * 12)) < 1e-9 for v in res.metrics.values())
+    # m is dev_matched, mm dev_mismatched: each recomputed from the saved model on that file's first 12 rows.
+    for key, file in (("m", "dev_matched.tsv"), ("mm", "dev_mismatched.tsv")):
+        dev = read_tsv(glue_root / "MNLI" / file, 8, 9, -1, first=12)
+        pred = saved_model_logits(tmp_path / "mnli" / "model", [(a, b) for a, b, _ in dev], batch_size=5).argmax(-1)
+        gold = [MNLI_LABELS.index(y) for *_, y in dev]
+        assert res.metrics[f"{key}_accuracy"] == pytest.approx(np.mean(pred == gold)), key
     assert [m for _, m in logs if "eval/m_accuracy" in m] == [
         {"eval/m_accuracy": res.metrics["m_accuracy"], "eval/mm_accuracy": res.metrics["mm_accuracy"]}]
 
@@ -192,9 +239,35 @@ def test_precision_can_change_between_runs_in_one_process(tmp_path, tiny_bert, g
     finetune(base, log=lambda *_: None)
     monkeypatch.setattr(ft, "resolve_mixed_precision", lambda requested: "bf16")
     lines = []
-    res = finetune(base.replace(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16"), log=lines.append)
-    assert "precision bf16" in lines[0]
-    assert 0.0 <= res.metrics["accuracy"] <= 1.0 and res.steps == 4
+    res = finetune(base.replace(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16", save_model=True),
+                   log=lines.append)
+    assert "precision bf16" in lines[0] and res.steps == 4
+    # The bf16 run's accuracy, recomputed from its saved model under bf16 autocast on the same padded batch.
+    dev = read_tsv(glue_root / "SST-2" / "dev.tsv", 0, 1, first=16)
+    pred = saved_model_logits(tmp_path / "bf16" / "model", [(t,) for t, _ in dev], autocast=True).argmax(-1)
+    assert res.metrics["accuracy"] == pytest.approx(np.mean(pred == [int(y) for _, y in dev]))
+
+
+def test_train_tokens_per_s_counts_real_tokens_not_padding(tmp_path, tiny_bert, glue_root, monkeypatch):
+    """A fake clock makes each epoch's training take 2.5 s, so tokens/s x 5 s is the count of tokens trained
+    on: every [CLS] sentence [SEP] token of the 32 examples, twice, and none of the padding their batches of 8
+    carry (sentences are 4-13 words long)."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    import stages.finetune as ft
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(ft, "time", SimpleNamespace(time=real_time.time, perf_counter=lambda: 2.5 * next(ticks)))
+    res = finetune(FinetuneConfig(model=tiny_bert, task="sst2", output_dir=str(tmp_path / "o"), data_dir=str(glue_root),
+                                  num_threads=1, max_train_examples=32, max_eval_examples=8, batch_size=8, epochs=2),
+                   log=lambda *_: None)
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    lengths = [len(tok(t)["input_ids"]) for t, in read_tsv(glue_root / "SST-2" / "train.tsv", 0, first=32)]
+    assert len(set(lengths)) > 1  # batches hold padding, so counting it would give another number
+    assert res.train_tokens_per_s * 2 * 2.5 == pytest.approx(2 * sum(lengths))
 
 
 def test_pad_batch_right_pads_to_the_longest_of_the_batch():

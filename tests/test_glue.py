@@ -315,6 +315,9 @@ def test_stsb_correlations_by_hand():
     x = [0.0, 1.0, 2.0, 3.0, 4.0]
     got = compute_metrics("stsb", [v ** 3 for v in x], x)
     assert got["spearman"] == pytest.approx(1.0) and got["pearson"] < 0.99
+    # by hand: deviations x - 2 = -2..2, x^3 - 20 = -20 -19 -12 7 44; sum of products 154, sums of squares
+    # 10 and 2890: r = 154 / sqrt(28900) = 154 / 170
+    assert got["pearson"] == pytest.approx(154 / 170)
 
 
 def test_constant_regression_predictions_give_zero_without_warnings():

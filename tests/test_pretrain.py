@@ -1,7 +1,9 @@
 """Continued MLM pretraining: masking statistics, packing without padding, exact resume, reloadable output."""
 from __future__ import annotations
 
+import glob
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from stages.common import StageError
 from stages.corpus import CorpusConfig
-from stages.pretrain import PretrainConfig, mask_tokens, pretrain
+from stages.pretrain import PackedBlocks, PretrainConfig, mask_tokens, pretrain
 
 
 def test_mask_tokens_follows_80_10_10_and_skips_specials():
@@ -41,13 +43,57 @@ def pt_config(tmp_path, tiny_bert, tiny_corpus):
     return make
 
 
-def test_pretrain_learns_packs_without_padding_and_reloads(pt_config):
+def _record_micro_batches(monkeypatch, edit=None):
+    """[(index, input ids)] of every micro-batch the training loop draws, before masking; `edit` may change them."""
+    fed = []
+    real = PackedBlocks.train_micro_batch
+
+    def spy(self, index, size):
+        ids = real(self, index, size)
+        if edit is not None:
+            ids = edit(index, ids)
+        fed.append((index, ids.clone()))
+        return ids
+    monkeypatch.setattr(PackedBlocks, "train_micro_batch", spy)
+    return fed
+
+
+def test_pretrain_learns_packs_without_padding_and_reloads(pt_config, tiny_corpus, monkeypatch):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     logs = []
-    res = pretrain(pt_config("a", max_steps=30), on_log=lambda s, m: logs.append((s, m)), log=lambda *_: None)
-    assert res.steps == 30 and res.padding_fraction == 0.0
-    assert res.tokens_seen == 30 * 16 * 64
+    fed = _record_micro_batches(monkeypatch)
+    cfg = pt_config("a", max_steps=30)
+    res = pretrain(cfg, on_log=lambda s, m: logs.append((s, m)), log=lambda *_: None)
+    assert res.steps == 30
+    # What was trained on, counted from the batches themselves: 2 micro-batches of 8 x 64 tokens per step.
+    assert [i for i, _ in fed] == list(range(30 * 2))
+    assert sum(ids.numel() for _, ids in fed) == 30 * 16 * 64 == res.tokens_seen
+    # Packing: every row is [CLS] + 62 consecutive tokens of the corpus (tokenized here, line by line, each
+    # line followed by [SEP]) at a block boundary + [SEP]; only training blocks, none twice within an epoch.
+    tok = AutoTokenizer.from_pretrained(cfg.init_model)
+    stream = []
+    for line in tiny_corpus.read_text().splitlines():
+        stream += tok(line, add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+    body = 64 - 2
+    blocks = {tuple(stream[b * body:(b + 1) * body]): b for b in range(len(stream) // body)}
+    assert len(blocks) == len(stream) // body  # no two blocks alike: a row names its block
+    data = PackedBlocks(glob.glob(f"{cfg.cache_dir}/*.bin")[0], 64, tok.cls_token_id, tok.sep_token_id,
+                        cfg.eval_fraction, cfg.max_eval_blocks, cfg.seed)
+    held_out = set(data.eval_blocks.tolist())
+    assert held_out and len(held_out) + len(data.train_blocks) == len(blocks)
+    per_epoch = (len(blocks) - len(held_out)) // 8  # micro-batches of 8 per pass over the training blocks
+    seen: dict[int, Counter] = {}
+    for index, ids in fed:
+        assert ids.shape == (8, 64)
+        assert (ids[:, 0] == tok.cls_token_id).all() and (ids[:, -1] == tok.sep_token_id).all()
+        for row in ids[:, 1:-1].tolist():
+            b = blocks[tuple(row)]  # KeyError: not a block of the corpus
+            assert b not in held_out
+            seen.setdefault(index // per_epoch, Counter())[b] += 1
+    assert all(max(c.values()) == 1 for c in seen.values())
+    # No position was padding, and the stage reports the pads it was fed: none.
+    assert sum(int(ids.eq(tok.pad_token_id).sum()) for _, ids in fed) == 0 == res.padding_fraction
     evals = [m["eval/loss"] for _, m in logs if "eval/loss" in m]
     assert evals[-1] < evals[0] - 0.3  # it learns
     assert np.isclose(res.eval_perplexity, np.exp(res.eval_loss))
@@ -57,14 +103,33 @@ def test_pretrain_learns_packs_without_padding_and_reloads(pt_config):
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
 
 
+def test_padding_fraction_counts_the_pads_it_is_fed(pt_config, monkeypatch):
+    """Packed blocks cannot pad, so real padding is planted: micro-batch i gets (i mod 5) + 1 [PAD] tokens at
+    the end of its first row. The stage must report exactly that share, per logging window and overall."""
+    from stages.tokenizer import load_tokenizer
+
+    cfg = pt_config("pad", max_steps=4, log_every=2, eval_every=4)
+    pad = load_tokenizer(cfg.init_model).pad_token_id
+
+    def plant(index, ids):
+        ids = ids.clone()
+        ids[0, -(index % 5 + 1):] = pad
+        return ids
+    _record_micro_batches(monkeypatch, plant)
+    logs = []
+    res = pretrain(cfg, on_log=lambda s, m: logs.append((s, m)), log=lambda *_: None)
+    per_window = 2 * 16 * 64  # 2 steps x 16 sequences x 64 positions
+    # micro-batches 0-3 (steps 1-2): 1 + 2 + 3 + 4 pads; 4-7 (steps 3-4): 5 + 1 + 2 + 3
+    assert [(s, m["train/padding_fraction"]) for s, m in logs] == [(2, pytest.approx(10 / per_window)),
+                                                                  (4, pytest.approx(11 / per_window))]
+    assert res.padding_fraction == pytest.approx(21 / (2 * per_window))
+
+
 def test_held_out_loss_and_accuracy_match_a_plain_masked_lm_forward(pt_config):
     """The stage's sparse evaluation against the full BertForMaskedLM forward on the same held-out masks."""
-    import glob
-
     import torch.nn.functional as F
     from transformers import AutoModelForMaskedLM
 
-    from stages.pretrain import PackedBlocks
     from stages.tokenizer import load_tokenizer
 
     cfg = pt_config("acc", max_steps=8)

@@ -13,17 +13,12 @@ import torch
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.stats import spearmanr
 
+import stages.probe as probe_stage
 from stages.common import StageError
 from stages.features import (FeaturesConfig, TreeSentence, extract_features, load_split_features, read_conllu,
                              write_features_dir)
-import stages.probe as probe_stage
 from stages.probe import (ProbeConfig, _evaluate, _load, distance_loss, dspr, dspr_by_length, mst_edges,
                           predicted_sq_distances, train_probe, tree_distances, uuas, uuas_counts)
-
-
-def _replace(cfg, **changes):
-    """A copy of a (frozen, pydantic) config with some fields changed, validated again."""
-    return type(cfg)(**{**dict(cfg), **changes})
 
 
 # --- tree distances ------------------------------------------------------------------------------------
@@ -115,20 +110,13 @@ def test_uuas_with_ties_one_word_sentences_and_punctuation():
 def _spanning_trees(n):
     """Every spanning tree of the complete graph on n vertices, by brute force over (n-1)-edge subsets."""
     for edges in itertools.combinations(itertools.combinations(range(n), 2), n - 1):
-        parent = list(range(n))
-
-        def find(v):
-            while parent[v] != v:
-                v = parent[v]
-            return v
-        ok = True
+        component = list(range(n))  # n - 1 edges that never close a cycle connect all n vertices
         for a, b in edges:
-            ra, rb = find(a), find(b)
-            if ra == rb:
-                ok = False
+            if component[a] == component[b]:
                 break
-            parent[ra] = rb
-        if ok:
+            old = component[a]
+            component = [component[b] if c == old else c for c in component]
+        else:
             yield set(edges)
 
 
@@ -243,10 +231,10 @@ def test_the_stages_evaluation_helper_on_a_hand_example(tmp_path):
     assert got["dspr"] == pytest.approx((length3 + length6) / 2)
     assert 0.5 < length6 < 1 and 0.5 < length3 < 1  # the example is not degenerate: both means are informative
 
-    narrow = _evaluate(split, proj, _replace(cfg, min_words=4), torch.device("cpu"))
+    narrow = _evaluate(split, proj, cfg.replace(min_words=4), torch.device("cpu"))
     assert narrow["dspr"] == pytest.approx(length6) and narrow["dspr_lengths"] == 1
 
-    with_punct = _evaluate(split, proj, _replace(cfg, punctuation="include"), torch.device("cpu"))
+    with_punct = _evaluate(split, proj, cfg.replace(punctuation="include"), torch.device("cpu"))
     assert with_punct["uuas"] == pytest.approx(4 / 7) and with_punct["uuas_edges"] == 7
     assert with_punct["dspr"] == pytest.approx((np.mean(mean_rho(pred_a, gold_a)) + length3) / 2)
 
@@ -496,14 +484,14 @@ def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path, monkeyp
 
 def test_probe_is_reproducible_and_reports_dev_without_a_test_split(tmp_path):
     feats = _synthetic_features(tmp_path / "f", planted=True, seed=5)
-    cfg = _replace(_probe(feats, tmp_path / "a"), epochs=3, rank=4)
+    cfg = _probe(feats, tmp_path / "a").replace(epochs=3, rank=4)
     first = dataclasses.asdict(train_probe(cfg, log=lambda _: None))
-    second = dataclasses.asdict(train_probe(_replace(cfg, output_dir=str(tmp_path / "b")),
+    second = dataclasses.asdict(train_probe(cfg.replace(output_dir=str(tmp_path / "b")),
                                             log=lambda _: None))
     for d in (first, second):
         d.pop("seconds"), d.pop("output_dir")
     assert first == second and first["rank"] == 4
-    other = dataclasses.asdict(train_probe(_replace(cfg, seed=1), log=lambda _: None))
+    other = dataclasses.asdict(train_probe(cfg.replace(seed=1), log=lambda _: None))
     assert other["best_dev_loss"] != first["best_dev_loss"]
 
     kept = {}
@@ -512,8 +500,8 @@ def test_probe_is_reproducible_and_reports_dev_without_a_test_split(tmp_path):
         kept[split] = (sentences, {3: np.asarray(vectors)})
     no_test = write_features_dir(tmp_path / "no_test", 16, kept)
     logs = []
-    res = train_probe(_replace(cfg, features_dir=str(no_test)), log=logs.append)
+    res = train_probe(cfg.replace(features_dir=str(no_test)), log=logs.append)
     assert res.test_split == "dev" and res.test_uuas == res.dev_uuas
     assert any("no test split" in line for line in logs)
     with pytest.raises(StageError, match="no layer 5"):
-        train_probe(_replace(cfg, layer=5), log=lambda _: None)
+        train_probe(cfg.replace(layer=5), log=lambda _: None)

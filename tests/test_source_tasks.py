@@ -89,6 +89,17 @@ def test_finetune_learns_a_scandisent_file(tmp_path, tiny_bert):
     write_scandisent(tmp_path / "en.csv", rows)
     res = finetune(FinetuneConfig(model=tiny_bert, task="scandisent-en", output_dir=str(tmp_path / "out"),
                                   data_dir=str(tmp_path / "en.csv"), hub_dataset=None, learning_rate=2e-3,
-                                  batch_size=8, epochs=3, max_length=32, num_threads=1, seed=1), log=lambda m: None)
+                                  batch_size=8, epochs=3, max_length=32, num_threads=1, seed=1, save_model=True),
+                   log=lambda m: None)
     assert res.train_examples == 300
     assert res.metrics["accuracy"] > 0.9
+    # Scored on the last quarter of the file (rows 300-399), as recomputed from the saved model: one padded
+    # batch of all 100, as the stage's eval_batch_size (128) evaluates them.
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = str(tmp_path / "out" / "model")
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        pred = model(**tok([r[0] for r in rows[300:]], padding=True, return_tensors="pt")).logits.argmax(-1)
+    assert res.metrics["accuracy"] == pytest.approx(np.mean(pred.numpy() == [int(r[1]) for r in rows[300:]]))

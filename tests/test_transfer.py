@@ -193,7 +193,12 @@ def test_grow_embeddings_gives_rarest_tokens_new_rows(tmp_path):
     np.save(tmp_path / "counts.npy", TARGET_COUNTS)
     transfer(TransferConfig(source=src, mode="frequency", output_dir=str(tmp_path / "out"), grow_embeddings=True,
                             target_tokenizer=str(tmp_path / "tgt"), target_counts=str(tmp_path / "counts.npy")))
-    emb, bias, _ = rows_of(str(tmp_path / "out"))
+    emb, bias, model = rows_of(str(tmp_path / "out"))
     assert emb[[6, 7]].tolist() == [6.0, 7.0]  # of, and: the two most frequent take the two source rows
     for tid in (8, 5, 9):  # ##s, the, en: new rows, small random values and zero bias
         assert abs(emb[tid]) < 0.2 and emb[tid] != 0.0 and bias[tid] == 0.0
+    # Exactly BERT's init, N(0, initializer_range = 0.02), drawn from the config's seed (0) for the new rows
+    # in id order: the run is reproducible, and the rows are not, say, copies of a source row or unit-scaled.
+    full = model.get_input_embeddings().weight.detach()
+    expected = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)) * 0.02
+    torch.testing.assert_close(full[[5, 8, 9]], expected)

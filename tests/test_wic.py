@@ -212,6 +212,10 @@ def test_tiny_bert_learns_a_context_decided_wic(wic_runs):
     saved = json.loads((Path(res.output_dir) / "eval_results.json").read_text())
     assert saved["accuracy"] == res.accuracy and saved["config"]["learning_rate"] == 2e-3
     assert len(saved["dev_predictions"]) == 100 and set(saved["dev_predictions"]) <= {0, 1}
+    # The accuracy is that of the written predictions against the dev gold labels (T = same sense = 1).
+    gold = [int(r[5] == "T") for r in generated_rows(100, seed=2)]
+    assert 0 < sum(gold) < 100  # both labels occur: a constant prediction cannot score 1
+    assert res.accuracy == sum(p == g for p, g in zip(saved["dev_predictions"], gold)) / 100
 
 
 def test_same_seed_gives_identical_runs(wic_runs):
