@@ -163,11 +163,18 @@ class _ModelBuilder:
     def label(self, name: str) -> str:
         return self.s.sources[name].label or name
 
+    def tok_dir(self, tokenizer_node: str) -> str:
+        return str(self.g.node_dir(tokenizer_node) / "tokenizer")
+
+    @property
+    def cache_dir(self) -> str:
+        return str(Path(self.s.output_dir) / "cache")
+
     def tokenizer(self, name: str, corpus: str, vocab_size: int, lowercase: bool) -> str:
         node_id = f"tokenizer/{name}-{vocab_size}-{_casing(lowercase)}"
         settings = self.s.target.model_dump(exclude={"corpus"}) | {"vocab_size": vocab_size}
         cfg = TokenizerConfig(**settings, corpus=self.s.corpora[corpus], lowercase=lowercase,
-                              output_dir=str(self.g.node_dir(node_id) / "tokenizer"))
+                              output_dir=self.tok_dir(node_id))
         return self.g.emit(node_id, "tokenizer", (), cfg, corpus_name=corpus).id
 
     def english_tokenizer(self, lowercase: bool) -> str:
@@ -179,12 +186,12 @@ class _ModelBuilder:
         its GPU, and the others hold theirs waiting on the cache lock."""
         node_id = f"tokenize/{corpus}/{label}"
         cfg = TokenizeConfig(corpus=self.s.corpora[corpus], tokenizer=tokenizer,
-                             cache_dir=str(Path(self.s.output_dir) / "cache"), output_dir=str(self.g.node_dir(node_id)),
+                             cache_dir=self.cache_dir, output_dir=str(self.g.node_dir(node_id)),
                              name=corpus)
         return self.g.emit(node_id, "tokenize", parents, cfg).id
 
     def tokenized_by(self, corpus: str, tokenizer_node: str) -> str:
-        return self.tokenized(corpus, str(self.g.node_dir(tokenizer_node) / "tokenizer"),
+        return self.tokenized(corpus, self.tok_dir(tokenizer_node),
                               tokenizer_node.split("/", 1)[1], (tokenizer_node,))
 
     def counts(self, tokenize_node: str) -> str:
@@ -196,7 +203,7 @@ class _ModelBuilder:
         d = self.g.node_dir(node_id)
         transfer = transfer.model_copy(update={"output_dir": str(d / "init"), "seed": self.s.seed})
         cfg = PretrainConfig(**settings.model_dump(), init_model=str(d / "init"), corpus=self.s.corpora[corpus],
-                             output_dir=str(d), cache_dir=str(Path(self.s.output_dir) / "cache"), seed=self.s.seed)
+                             output_dir=str(d), cache_dir=self.cache_dir, seed=self.s.seed)
         return self.g.emit(node_id, "pretrain", parents, cfg, model=key, row=row, transfer=transfer).id
 
     def source(self, name: str) -> tuple[str, str | None]:
@@ -206,8 +213,8 @@ class _ModelBuilder:
             return src.model, None
         b = src.build
         tok = self.tokenizer(name, b.corpus, b.vocab_size, src.lowercase)
-        tok_dir = str(self.g.node_dir(tok) / "tokenizer")
-        build = TransferConfig(mode="build", architecture=b.architecture, target_tokenizer=tok_dir, output_dir="-")
+        build = TransferConfig(mode="build", architecture=b.architecture, target_tokenizer=self.tok_dir(tok),
+                               output_dir="-")
         node = self.pretrain(name, (tok, self.tokenized_by(b.corpus, tok)), build, b.corpus, b.pretrain,
                              (self.label(name), self.label(name)))
         return str(self.g.node_dir(node) / "model"), node
@@ -225,7 +232,7 @@ class _ModelBuilder:
                 tok = self.english_tokenizer(src.lowercase)
                 english = self.tokenized_by(s.target.corpus, tok)
                 parents += (tok, english)
-                tok_dir, target_counts = str(self.g.node_dir(tok) / "tokenizer"), self.counts(english)
+                tok_dir, target_counts = self.tok_dir(tok), self.counts(english)
                 if src.source_corpus:   # rank the source rows by their counts on a source corpus
                     counted = self._source_counts(name, path, build_node)
                     parents += (counted,)
@@ -242,18 +249,17 @@ class _ModelBuilder:
     def _source_counts(self, name: str, path: str, build_node: str | None) -> str:
         """The tokenize node counting the source's tokens on its `source_corpus` (with the source's own
         tokenizer: a built source's tokenizer node, or the model folder / hub id)."""
-        corpus = self.s.sources[name].source_corpus
-        if build_node:
-            b = self.s.sources[name].build
-            tok = f"tokenizer/{name}-{b.vocab_size}-{_casing(self.s.sources[name].lowercase)}"
-            return self.tokenized_by(corpus, tok)
-        return self.tokenized(corpus, path, f"{name}-source", ())
+        src = self.s.sources[name]
+        if build_node:   # the built source's tokenizer node (already in the graph: add returns it)
+            return self.tokenized_by(src.source_corpus, self.tokenizer(name, src.build.corpus, src.build.vocab_size,
+                                                                       src.lowercase))
+        return self.tokenized(src.source_corpus, path, f"{name}-source", ())
 
     def scratch(self) -> None:
         s = self.s
         like = s.experiments.scratch_like or s.experiments.transfer_from[0]
         tok = self.english_tokenizer(s.experiments.scratch_lowercase)
-        tok_dir = str(self.g.node_dir(tok) / "tokenizer")
+        tok_dir = self.tok_dir(tok)
         if s.sources[like].build:
             # The architecture is in the config: no need to wait for the source to be pretrained.
             init = TransferConfig(mode="build", architecture=s.sources[like].build.architecture,
@@ -306,9 +312,8 @@ def _glue(g: Graph, models: dict[str, Model]) -> None:
     for m in (m for m in models.values() if m.glue):
         for task in ft.tasks:
             spec = GLUE_TASKS[task]
-            data = ([str(Path(ft.data_dir) / spec.folder / f) for f in ["train.tsv", *(d.tsv_file for d in
-                                                                                        spec.dev_splits)]]
-                    if ft.data_dir else [])
+            files = ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]   # exactly what the fine-tune reads
+            data = [str(Path(ft.data_dir) / spec.folder / f) for f in files] if ft.data_dir else []
             for seed in ft.seeds:
                 node_id = f"finetune/{m.key}/{task}/seed{seed}"
                 cfg = FinetuneConfig(**settings | {"save_model": ft.save_model or (task == "rte" and m.key in keep_rte)},

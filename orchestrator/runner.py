@@ -115,9 +115,12 @@ class Trial:
     log: Callable[[str], None] = print
     log_model_artifacts: bool = False
 
-    def config(self, key: str = "config"):
-        """The node's stage config, validated again by its type (the graph wrote it as JSON)."""
-        return KINDS[self.node.kind].config.model_validate(self.node.params[key])
+    def config(self):
+        """The node's stage config, validated again by its type (the graph wrote it as JSON), with the CPU
+        threads this trial was granted."""
+        cls = KINDS[self.node.kind].config
+        threads = {"num_threads": self.threads} if "num_threads" in cls.model_fields else {}
+        return cls.model_validate({**self.node.params["config"], **threads})
 
     def artifact(self, path: Path, where: str) -> None:
         if self.tracker and self.run_id:
@@ -229,7 +232,7 @@ def _pretrain(t: Trial) -> dict:
     report = read_json(init / "mapping_report.json")
     t.artifact(init / "mapping_report.json", "transfer")
     t.tags({"xlt.identity_count": report.get("identity_count", "-")})
-    res = pretrain_stage.pretrain(t.config().model_copy(update={"num_threads": t.threads}), on_log=t.on_log,
+    res = pretrain_stage.pretrain(t.config(), on_log=t.on_log,
                                   log=t.log)
     t.tags({"xlt.model_dir": res.model_dir})
     if t.log_model_artifacts:
@@ -239,7 +242,7 @@ def _pretrain(t: Trial) -> dict:
 
 
 def _finetune(t: Trial) -> dict:
-    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    cfg = t.config()
     res = finetune_stage.finetune(cfg, on_log=t.on_log)
     t.on_log(res.steps, {f"final/{k}": v for k, v in res.metrics.items()})
     t.artifact(t.dir / "eval_results.json", "eval")
@@ -251,13 +254,13 @@ def _finetune(t: Trial) -> dict:
 # --- the evaluation suite ---------------------------------------------------------------------------
 
 def _features(t: Trial) -> dict:
-    res = features_stage.extract_features(t.config().model_copy(update={"num_threads": t.threads}), log=t.log)
+    res = features_stage.extract_features(t.config(), log=t.log)
     t.on_log(0, {f"sentences/{k}": v for k, v in res.sentences.items()})
     return {"result": dataclasses.asdict(res)}
 
 
 def _probe(t: Trial) -> dict:
-    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    cfg = t.config()
     res = probe_stage.train_probe(cfg, on_log=t.on_log, log=t.log)
     # uuas / dspr: the test split (or dev, when no test split is given: res.test_split says which)
     metrics = {"uuas": res.test_uuas, "dspr": res.test_dspr, "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr}
@@ -268,7 +271,7 @@ def _probe(t: Trial) -> dict:
 
 
 def _wic(t: Trial) -> dict:
-    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    cfg = t.config()
     res = wic_stage.run_wic(cfg, on_log=t.on_log, log=t.log)
     t.on_log(res.steps, {"final/accuracy": res.accuracy})
     t.artifact(t.dir / "eval_results.json", "eval")
@@ -278,7 +281,7 @@ def _wic(t: Trial) -> dict:
 
 
 def _winogender(t: Trial) -> dict:
-    cfg = t.config().model_copy(update={"num_threads": t.threads})
+    cfg = t.config()
     res = winogender_stage.evaluate_winogender(cfg, log=t.log)
     metrics = {"accuracy": res.accuracy, "gender_parity": res.gender_parity}
     t.on_log(0, {f"final/{k}": v for k, v in metrics.items()})

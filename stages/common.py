@@ -61,6 +61,22 @@ def setting(default: Any = PydanticUndefined, doc: str = "", *, hashed: bool = T
     return Field(default, description=doc, json_schema_extra=extra, **checks)
 
 
+class TrainingSettings(StageConfig):
+    """The hyperparameters every fine-tuning stage shares (GLUE, forgetting, WiC): paper Table 5 defaults."""
+    learning_rate: Number = setting(2e-5, "peak AdamW learning rate", gt=0)
+    batch_size: int = setting(32, "examples per step", ge=1)
+    epochs: Number = setting(3.0, "passes over the train split (no early stopping: the last model counts)", gt=0)
+    max_length: int = setting(128, "tokens per example; longer ones are cut", ge=8)
+    weight_decay: Number = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)", ge=0)
+    warmup_ratio: Number = setting(0.0, "share of steps of linear warm-up", ge=0, lt=1)
+    max_grad_norm: Number = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
+    mixed_precision: MixedPrecision = setting("auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU")
+    max_train_examples: int | None = setting(None, "the first N train examples only (quick runs)", ge=1)
+    max_eval_examples: int | None = setting(None, "the first N examples of each dev split only", ge=1)
+    eval_batch_size: int = setting(128, "examples per evaluation forward pass", ge=1)
+    log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
+
+
 def is_hashed(info: FieldInfo) -> bool:
     return not (isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("hashed") is False)
 

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from stages.common import (MixedPrecision, Number, StageConfig, StageError, check_model_fits, configure_threads,
+from stages.common import (StageConfig, StageError, TrainingSettings, check_model_fits, configure_threads,
                            make_accelerator, make_adamw, pad_batch, quiet_transformers, replace_dir,
                            resolve_mixed_precision, set_seed, setting, write_json)
 from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
@@ -28,23 +28,11 @@ from stages.tokenizer import load_tokenizer
 ENCODE_CHUNK = 4096  # examples tokenized per call: fast, without holding a whole task as Python lists
 
 
-class FinetuneSettings(StageConfig):
+class FinetuneSettings(TrainingSettings):
     """Fine-tuning hyperparameters (paper Table 5 defaults): the sweep's `finetune` section, and with other
     defaults (Table 6) its `forgetting` section."""
-    learning_rate: Number = setting(2e-5, "peak AdamW learning rate", gt=0)
-    batch_size: int = setting(32, "examples per step", ge=1)
-    epochs: Number = setting(3.0, "passes over the train split (no early stopping: the last model counts)", gt=0)
-    max_length: int = setting(128, "tokens per example; longer ones are cut", ge=8)
-    weight_decay: Number = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)", ge=0)
-    warmup_ratio: Number = setting(0.0, "share of steps of linear warm-up", ge=0, lt=1)
-    max_grad_norm: Number = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
-    mixed_precision: MixedPrecision = setting("auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU")
-    max_train_examples: int | None = setting(None, "the first N train examples only (quick runs)", ge=1)
-    max_eval_examples: int | None = setting(None, "the first N examples of each dev split only", ge=1)
-    eval_batch_size: int = setting(128, "examples per evaluation forward pass", ge=1)
     save_model: bool = setting(False, "keep the fine-tuned weights (big; the sweep sets it where Winogender "
                                       "needs the RTE models)")
-    log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
 
 
 class GlueData(StageConfig):

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.common import (MixedPrecision, Number, StageConfig, StageError, check_model_fits, configure_threads,
+from stages.common import (StageError, TrainingSettings, check_model_fits, configure_threads,
                            make_accelerator, make_adamw, pad_batch, quiet_transformers, resolve_mixed_precision,
                            set_seed, setting, write_json)
 from stages.pooling import join_words, token_groups
@@ -49,23 +49,11 @@ LAYOUT = ("data_dir must be a WiC folder as the official download (WiC_dataset.z
           "<data_dir>/dev/dev.gold.txt; or set data_dir to None to load WiC from the hub")
 
 
-class WicSettings(StageConfig):
+class WicSettings(TrainingSettings):
     """Words in Context (paper Tables 3 and 11): data and fine-tuning hyperparameters, the sweep's `wic` section."""
     data_dir: str | None = setting(None, "the official WiC folder (train/, dev/); null: the hub")
     hub_dataset: str = setting("super_glue", "hub dataset used when data_dir is null")
     hub_config: str = setting("wic", "its config")
-    learning_rate: Number = setting(2e-5, "peak AdamW learning rate", gt=0)
-    batch_size: int = setting(32, "pairs per step", ge=1)
-    epochs: Number = setting(3.0, "passes over the train split", gt=0)
-    max_length: int = setting(128, "tokens per sentence pair; longer ones are cut", ge=8)
-    weight_decay: Number = setting(0.0, "AdamW weight decay (not on biases and LayerNorm)", ge=0)
-    warmup_ratio: Number = setting(0.0, "share of steps of linear warm-up", ge=0, lt=1)
-    max_grad_norm: Number = setting(1.0, "gradient clipping norm; 0 turns clipping off", ge=0)
-    mixed_precision: MixedPrecision = setting("auto", "auto: bf16 (or fp16) on GPU, fp32 on CPU")
-    max_train_examples: int | None = setting(None, "the first N train pairs only (quick runs)", ge=1)
-    max_eval_examples: int | None = setting(None, "the first N dev pairs only", ge=1)
-    eval_batch_size: int = setting(128, "pairs per evaluation forward pass", ge=1)
-    log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
 
 
 class WicConfig(WicSettings):

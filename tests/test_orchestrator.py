@@ -368,3 +368,26 @@ def test_tokenizer_trials_with_the_rust_trainer_turn_its_thread_pool_on(tmp_path
         runner._tokenizer(runner.Trial(node, tmp_path / trainer, tmp_path, lambda *_: None, threads=3))
     assert seen == {"tokenizers": ("true", "3"), "exact": ("false", None)}
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false" and "RAYON_NUM_THREADS" not in os.environ   # restored
+
+
+def test_source_corpus_is_counted_in_a_tokenize_node_the_transfer_reads(tmp_path):
+    """`source_corpus` ranks the source rows by counts on that corpus: a CPU tokenize node with the source's
+    own tokenizer writes them, and the frequency-mapped nodes wait for it and read its token_counts.npy."""
+    g = build_graph(load_sweep(DEFAULT_CONFIG, [*CORE, "sources.S.source_corpus=S"], base_dir=tmp_path))
+    counted = "tokenize/S/S-1000-cased"    # the built source's tokenizer on S: the node its pretraining reads too
+    for mode in ("frequency", "random-map"):
+        node = g.nodes[f"pretrain/S-to-en-{mode}"]
+        assert counted in node.parents
+        assert node.params["transfer"]["source_counts"] == str(tmp_path / "runs/demo" / counted / "token_counts.npy")
+    assert g.nodes["pretrain/S-to-en-keep"].params["transfer"]["source_counts"] is None   # keep ranks nothing
+    plain = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    assert plain.nodes["pretrain/S-to-en-frequency"].params["transfer"]["source_counts"] is None
+    assert counted not in plain.nodes["pretrain/S-to-en-frequency"].parents
+    # a hub / local source gets a tokenize node of its own, with its model folder as the tokenizer
+    (tmp_path / "src").mkdir()
+    hub = build_graph(load_sweep(DEFAULT_CONFIG, [*CORE, "sources.S.build=null", f"sources.S.model={tmp_path / 'src'}",
+                                                  "sources.S.source_corpus=S", "experiments.scratch=false"],
+                                 base_dir=tmp_path))
+    own = hub.nodes["tokenize/S/S-source"]
+    assert own.params["config"]["tokenizer"] == str(tmp_path / "src") and own.parents == ()
+    assert "tokenize/S/S-source" in hub.nodes["pretrain/S-to-en-frequency"].parents
