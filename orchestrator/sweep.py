@@ -33,8 +33,15 @@ def spec_file(graph: Graph, node_id: str) -> Path:
     return Path(graph.sweep.output_dir) / "specs" / f"{node_id}.json"
 
 
+def _say(message: str) -> None:
+    # The searcher keeps its log function and Tune pickles the searcher. Once a Ray worker has printed,
+    # Ray has replaced builtins.print, and the original `print` no longer pickles by reference; a module
+    # function always does.
+    print(message, flush=True)
+
+
 class GatedSearcher(Searcher):
-    def __init__(self, gate: Gate, graph: Graph, tracker, sweep_run_id: str, has_gpu: bool, log=print):
+    def __init__(self, gate: Gate, graph: Graph, tracker, sweep_run_id: str, has_gpu: bool, log=_say):
         super().__init__(metric=None, mode=None)
         self.gate, self.graph, self.tracker, self.sweep_run_id = gate, graph, tracker, sweep_run_id
         self.has_gpu, self.log = has_gpu, log
@@ -88,7 +95,7 @@ def _trial(config: dict) -> None:
     tune.report({"done": 1, "seconds": summary["seconds"], **final})
 
 
-def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=print) -> Gate:
+def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_say) -> Gate:
     import ray
 
     s = graph.sweep
