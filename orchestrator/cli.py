@@ -4,6 +4,7 @@
     xlt plan  [SWEEP.yaml] [key=value ...]   print the trial graph without running anything
     xlt status [SWEEP.yaml] [key=value ...]  done / running / failed / pending per kind (--nodes: per node)
     xlt report [SWEEP.yaml] [key=value ...]  Table 2 / Table 7 shaped results, markdown and CSV
+    xlt glue-submission [SWEEP.yaml] --model KEY --seed N   one model's GLUE test predictions as a leaderboard zip
 
 Without SWEEP.yaml the embedded default, configs/demo.yaml, is used (a tiny offline end-to-end sweep).
 """
@@ -94,6 +95,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_glue_submission(args) -> int:
+    """Gather the leaderboard files one model's fine-tunes of one seed wrote (finetune.predict_test: true)."""
+    from orchestrator.runner import node_state
+    from stages.glue_submit import collect_submission
+
+    sweep, graph = _load(args)
+    runs = [n for n in graph.by_kind().get("finetune", []) if n.model == args.model]
+    if not runs:
+        models = sorted({n.model for n in graph.by_kind().get("finetune", [])})
+        raise StageError(f"no GLUE fine-tunes of model {args.model!r}; models: {', '.join(models)}")
+    nodes = [n for n in runs if n.params["config"]["seed"] == args.seed]
+    if not nodes:
+        raise StageError(f"model {args.model!r} has no fine-tunes of seed {args.seed}; seeds: {sweep.finetune.seeds}")
+    done = [n for n in nodes if node_state(graph, n.id) == "done"]
+    for n in nodes:
+        if n not in done:
+            print(f"warning: {n.id} is {node_state(graph, n.id)}, not done: its files are left out")
+    out = Path(args.out) if args.out else Path(sweep.output_dir) / "glue_submission" / f"{args.model}-seed{args.seed}"
+    sub = collect_submission([graph.node_dir(n.id) for n in done], out, sweep.finetune.data_dir)
+    print(f"{len(sub.files)} leaderboard file(s) in {sub.folder}; upload {sub.zip_file}")
+    if sub.missing:
+        print(f"missing (gluebenchmark.com wants all {len(sub.files) + len(sub.missing)}): {', '.join(sub.missing)}. "
+              "Fine-tune those tasks with finetune.predict_test: true and a data_dir holding their test files")
+    return 0
+
+
 def cmd_run(args) -> int:
     from orchestrator.report import write_report
     from orchestrator.sweep import resolved_sweep_file, run_sweep
@@ -136,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         if name == "status":
             p.add_argument("--nodes", action="store_true", help="list every node with its state")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("glue-submission", help="one model's GLUE test predictions as a leaderboard zip")
+    p.add_argument("sweep", nargs="?", default=str(DEFAULT_CONFIG))
+    p.add_argument("overrides", nargs="*", help="key=value, as for run")
+    p.add_argument("--model", required=True, help="model key, as in `xlt plan` (e.g. S-to-en-frequency)")
+    p.add_argument("--seed", type=int, required=True, help="the fine-tuning seed whose models are submitted")
+    p.add_argument("--out", help="folder for the files (default <output_dir>/glue_submission/<model>-seed<N>); "
+                                 "the zip is written beside it")
+    p.set_defaults(fn=cmd_glue_submission)
     args = parser.parse_args(argv)
     if args.sweep and "=" in args.sweep:  # `xlt run a=b`: overrides on the default config
         args.overrides.insert(0, args.sweep)

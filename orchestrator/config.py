@@ -59,8 +59,8 @@ class Source(TransferSettings):
     build: BuildSource | None = setting(None, "instead of model: build and pretrain it in the sweep")
     lowercase: bool = setting(False, "casing of this source; the English vocabulary paired with it follows")
     label: str | None = setting(None, "name in the report (default: the key)")
-    source_corpus: str | None = setting(None, "rank source rows by token counts on this corpus instead of vocab "
-                                              "order")
+    source_corpus: str | None = setting(None, "rank: counts: the source-language corpus whose token counts rank "
+                                              "the source rows (a built source defaults to its build corpus)")
     source_tasks: list[str] = setting([], "forgetting: e.g. [scandisent-sv, stsb-sv] (paper 4.7)")
 
     @model_validator(mode="after")
@@ -290,6 +290,14 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"sources.{name}.build.corpus: unknown corpus {src.build.corpus!r}")
         if src.source_corpus and src.source_corpus not in s.corpora:
             raise ConfigError(f"sources.{name}.source_corpus: unknown corpus {src.source_corpus!r}")
+        moved = name in s.experiments.transfer_from and set(s.experiments.vocab_modes) - {"keep"}
+        if moved and src.rank == "counts" and not (src.source_corpus or src.build):
+            raise ConfigError(f"sources.{name}.rank: counts ranks the source rows by their token counts on a "
+                              f"source-language corpus: set sources.{name}.source_corpus to one (e.g. the source "
+                              f"language's Wikipedia under `corpora`), or set sources.{name}.rank: vocab-order")
+        if src.source_corpus and src.rank != "counts":
+            raise ConfigError(f"sources.{name}.source_corpus is only read with rank: counts (rank is {src.rank}); "
+                              "remove it or set rank: counts")
     e = s.experiments
     for key, names in (("transfer_from", e.transfer_from), ("direct", e.direct)):
         for n in names:

@@ -19,11 +19,11 @@ from stages.common import StageConfig, result_fields
 from stages.corpus import CorpusConfig, TokenizeConfig
 from stages.features import FeaturesConfig
 from stages.finetune import FinetuneConfig
-from stages.glue import GLUE_TASKS
+from stages.glue import GLUE_TASKS, find_test_file
 from stages.pretrain import PretrainConfig
 from stages.probe import ProbeConfig
 from stages.tokenizer import TokenizerConfig
-from stages.transfer import TransferConfig
+from stages.transfer import TransferConfig, TransferSettings
 from stages.wic import WicConfig
 from stages.winogender import WinogenderConfig
 
@@ -233,14 +233,15 @@ class _ModelBuilder:
                 english = self.tokenized_by(s.target.corpus, tok)
                 parents += (tok, english)
                 tok_dir, target_counts = self.tok_dir(tok), self.counts(english)
-                if src.source_corpus:   # rank the source rows by their counts on a source corpus
+                if src.rank == "counts":   # rank the source rows by their counts on a source corpus
                     counted = self._source_counts(name, path, build_node)
                     parents += (counted,)
                     source_counts = self.counts(counted)
             key = f"{name}-to-en-{mode}"
             vocab = self.label(name) if mode == "keep" else ("en" if mode == "frequency" else f"en ({mode})")
             row = (f"{self.label(name)}→en", vocab)
-            transfer = TransferConfig(**src.model_dump(include={"keep_vocab_size", "grow_embeddings"}), mode=mode,
+            # Every TransferSettings field of the source flows through: a new one needs no edit here.
+            transfer = TransferConfig(**src.model_dump(include=set(TransferSettings.model_fields)), mode=mode,
                                       source=path, target_tokenizer=tok_dir, target_counts=target_counts,
                                       source_counts=source_counts, output_dir="-")
             node = self.pretrain(key, parents, transfer, s.target.corpus, s.pretrain, row)
@@ -248,11 +249,12 @@ class _ModelBuilder:
 
     def _source_counts(self, name: str, path: str, build_node: str | None) -> str:
         """The tokenize node counting the source's tokens on its `source_corpus` (with the source's own
-        tokenizer: a built source's tokenizer node, or the model folder / hub id)."""
+        tokenizer: a built source's tokenizer node, or the model folder / hub id). A built source without one
+        is counted on its build corpus: the node its own pretraining already reads."""
         src = self.s.sources[name]
         if build_node:   # the built source's tokenizer node (already in the graph: add returns it)
-            return self.tokenized_by(src.source_corpus, self.tokenizer(name, src.build.corpus, src.build.vocab_size,
-                                                                       src.lowercase))
+            return self.tokenized_by(src.source_corpus or src.build.corpus,
+                                     self.tokenizer(name, src.build.corpus, src.build.vocab_size, src.lowercase))
         return self.tokenized(src.source_corpus, path, f"{name}-source", ())
 
     def scratch(self) -> None:
@@ -314,6 +316,8 @@ def _glue(g: Graph, models: dict[str, Model]) -> None:
             spec = GLUE_TASKS[task]
             files = ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]   # exactly what the fine-tune reads
             data = [str(Path(ft.data_dir) / spec.folder / f) for f in files] if ft.data_dir else []
+            if ft.data_dir and ft.predict_test:   # the test file read for the leaderboard predictions, if any
+                data += [str(f) for t in spec.test_splits if (f := find_test_file(t, ft.data_dir))]
             for seed in ft.seeds:
                 node_id = f"finetune/{m.key}/{task}/seed{seed}"
                 cfg = FinetuneConfig(**settings | {"save_model": ft.save_model or (task == "rte" and m.key in keep_rte)},

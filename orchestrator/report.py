@@ -15,22 +15,79 @@ The evaluation suite, when the sweep runs it:
 - Figure 2: per source language and GLUE task, max(Δ[lang->en][en], Δ[lang->en][lang]) over [en][en]
   (MNLI: the mean of m and mm); Figure 3: each model's ScandiSent accuracy minus its group's mean.
   PNG files with the numbers behind them as CSV.
+
+Undefined metrics (a degenerate run: e.g. STS-B Pearson / Spearman of constant predictions, which
+stages/glue.py reports as NaN) are never turned into 0. A cell whose finished seeds all have the metric
+undefined shows "n/d"; a mean (or std) over seeds where only some are defined is taken over the defined
+seeds and marked "x† (k/n)", so the reader sees both the number and how many seeds it rests on; the
+degenerate runs are listed by node id at the end of report.md. A cell with no finished run shows "–".
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 
 from orchestrator.graph import Graph
 from orchestrator.runner import read_done
+from stages.common import read_json
 from stages.glue import primary_metric
 
 TASK_ORDER = ["cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2", "stsb"]
 TASK_NAMES = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE",
               "sst2": "SST-2", "stsb": "STS-B"}
+
+
+LEGEND = ("Cells: – not finished; n/d undefined (the metric of every finished seed is undefined, e.g. a "
+          "correlation of constant predictions); x† (k/n) mean (or std) over the k of n finished seeds whose metric "
+          "is defined, the others left out (listed under 'Degenerate runs'). CSV files hold the plain numbers: "
+          "empty = not finished, nan = undefined.")
+
+
+class Partial(float):
+    """A mean or std over only the `defined` of `runs` finished seeds (the others' metric is undefined).
+
+    A float, so tables, figures and tests compute with it as with any number; only markdown() marks it."""
+    defined: int
+    runs: int
+
+    def __new__(cls, value: float, defined: int, runs: int):
+        obj = super().__new__(cls, value)
+        obj.defined, obj.runs = defined, runs
+        return obj
+
+
+def _defined(v) -> bool:
+    """False for a missing or undefined number (None, NaN, inf); True for any other value."""
+    return v is not None and not (isinstance(v, float) and not math.isfinite(v))
+
+
+def _x100(v) -> float:
+    """A metric x100; NaN when it is undefined (NaN in JSON, or null), never 0."""
+    return 100.0 * v if _defined(v) else math.nan
+
+
+def _over_defined(values: list, stat, min_count: int):
+    """stat over the defined values: None for fewer than min_count runs, NaN for fewer than min_count defined
+    ones, a Partial when some runs were left out."""
+    if len(values) < min_count:
+        return None
+    ok = [v for v in values if _defined(v)]
+    if len(ok) < min_count:
+        return math.nan
+    value = float(stat(ok))
+    return value if len(ok) == len(values) else Partial(value, len(ok), len(values))
+
+
+def _mean(v: list[float]) -> float | None:
+    return _over_defined(v, np.mean, 1)
+
+
+def _std(v: list[float]) -> float | None:
+    return _over_defined(v, lambda ok: np.std(ok, ddof=1), 2)
 
 
 def _columns(tasks: list[str]) -> list[tuple[str, str, str]]:
@@ -59,7 +116,7 @@ def collect(graph: Graph) -> dict:
             continue
         for name, task, key in cols:
             if task == node.params["config"]["task"] and key in done["metrics"]:
-                entry["scores"][name].append(100.0 * done["metrics"][key])
+                entry["scores"][name].append(_x100(done["metrics"][key]))
     return {"columns": [c[0] for c in cols], "models": models}
 
 
@@ -69,21 +126,32 @@ def tables(graph: Graph) -> tuple[list[list], list[list]]:
     mean_rows, std_rows = [header], [header[:-1]]
     n_seeds = len(graph.sweep.finetune.seeds)
     for entry in data["models"].values():
-        means, stds = [], []
-        for c in data["columns"]:
-            v = entry["scores"][c]
-            means.append(float(np.mean(v)) if v else None)
-            stds.append(float(np.std(v, ddof=1)) if len(v) > 1 else None)
+        means = [_mean(entry["scores"][c]) for c in data["columns"]]
+        stds = [_std(entry["scores"][c]) for c in data["columns"]]
         complete = all(len(entry["scores"][c]) == n_seeds for c in data["columns"])
-        avg = float(np.mean(means)) if complete and means else None
+        avg = _row_average(means, [entry["scores"][c] for c in data["columns"]]) if complete and means else None
         mean_rows.append([*entry["row"], *means, avg])
         std_rows.append([*entry["row"], *stds])
     return mean_rows, std_rows
 
 
+def _row_average(means: list, scores: list[list]) -> float:
+    """AVG of a row's column means: n/d if a column is undefined; marked when a column left seeds out."""
+    if not all(_defined(m) for m in means):
+        return math.nan
+    avg = float(np.mean(means))
+    if not any(isinstance(m, Partial) for m in means):
+        return avg
+    return Partial(avg, sum(_defined(v) for col in scores for v in col), sum(len(col) for col in scores))
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
+    if not _defined(v):
+        return "n/d"
+    if isinstance(v, Partial):
+        return f"{v:.2f}† ({v.defined}/{v.runs})"
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
@@ -123,37 +191,66 @@ def _results(graph: Graph, kind: str) -> list[tuple]:
     return out
 
 
-def _mean(v: list[float]) -> float | None:
-    return float(np.mean(v)) if v else None
+# A probe's scores by name, and where its ProbeResult keeps each: the runner copies only some into the DONE
+# metrics. "dspr" is Hewitt & Manning's DSpr (every word); "dspr_nopunct" leaves punctuation out and is shown
+# under its own label, never in the DSpr column (stages/probe.py).
+PROBE_FIELDS = {"uuas": "test_uuas", "dspr": "test_dspr", "dspr_nopunct": "test_dspr_nopunct",
+                "dev_uuas": "dev_uuas", "dev_dspr": "dev_dspr", "dev_dspr_nopunct": "dev_dspr_nopunct"}
+PROBE_LABELS = {"uuas": "UUAS", "dspr": "DSpr", "dspr_nopunct": "DSpr (no punct)"}
+PROBE_DEFINITIONS = ("UUAS leaves punctuation (UPOS PUNCT) out, as Hewitt & Manning do (they use PTB punctuation "
+                     "tags); DSpr is theirs, over every word, punctuation included; DSpr (no punct) leaves "
+                     "punctuation rows and columns out: it is not comparable with published DSpr.")
 
 
-def _std(v: list[float]) -> float | None:
-    return float(np.std(v, ddof=1)) if len(v) > 1 else None
+def _probe_scores(done: dict) -> dict:
+    """A finished probe's scores by name (PROBE_FIELDS): its DONE metrics, else its ProbeResult; None if absent."""
+    metrics, result = done.get("metrics") or {}, done.get("result") or {}
+    return {name: metrics[name] if name in metrics else result.get(field) for name, field in PROBE_FIELDS.items()}
+
+
+def _at_dev_best_layer(by_layer: dict[int, dict], name: str) -> tuple[float | None, int | None]:
+    """(test score x100, layer) at the layer whose dev score of `name` is best, undefined dev scores left out.
+
+    (None, None) when no finished layer has the metric at all; (NaN, None) when none has it defined."""
+    layers = [k for k in by_layer if by_layer[k][f"dev_{name}"] is not None]
+    if not layers:
+        return None, None
+    defined = [k for k in layers if _defined(by_layer[k][f"dev_{name}"])]
+    if not defined:
+        return math.nan, None
+    best = max(defined, key=lambda k: by_layer[k][f"dev_{name}"])
+    value = by_layer[best][name]
+    return (_x100(value) if value is not None else None), best
+
+
+def _layer_cell(by_layer: dict[int, dict], layer: int, name: str) -> float | None:
+    value = by_layer.get(layer, {}).get(name)
+    return None if value is None else _x100(value)
 
 
 def probing_tables(graph: Graph) -> tuple[list[list], list[list], list[list]]:
-    """Table 3 (UUAS, DSpr at the dev-chosen layer; WiC mean), Table 11 (WiC std), per-layer probe table."""
+    """Table 3 (UUAS, DSpr at the dev-chosen layer; WiC mean; then DSpr without punctuation), Table 11 (WiC
+    std), per-layer probe table."""
     rows = _model_rows(graph, ("probe", "wic"))
     probes: dict[str, dict[int, dict]] = {}
-    for n, m in _results(graph, "probe"):
-        probes.setdefault(n.model, {})[n.params["config"]["layer"]] = m
+    for n in graph.nodes.values():
+        done = read_done(graph, n.id) if n.kind == "probe" else None
+        if done:
+            probes.setdefault(n.model, {})[n.params["config"]["layer"]] = _probe_scores(done)
     wic: dict[str, list[float]] = {}
     for n, m in _results(graph, "wic"):
-        wic.setdefault(n.model, []).append(100.0 * m["accuracy"])
+        wic.setdefault(n.model, []).append(_x100(m.get("accuracy")))
     layers = sorted({n.params["config"]["layer"] for n in graph.nodes.values() if n.kind == "probe"})
-    t3 = [["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)"]]
+    t3 = [["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)",
+           "DSpr (no punct)", "DSpr (no punct) layer"]]
     t11 = [["Lang", "Vocab", "WiC (stdev)", "seeds"]]
-    per_layer = [["Lang", "Vocab", *[f"L{k} UUAS" for k in layers], *[f"L{k} DSpr" for k in layers]]]
+    per_layer = [["Lang", "Vocab", *[f"L{k} {PROBE_LABELS[name]}" for name in PROBE_LABELS for k in layers]]]
     for key, row in rows.items():
         by_layer = probes.get(key, {})
-        best_u = max(by_layer, key=lambda k: by_layer[k]["dev_uuas"], default=None)
-        best_d = max(by_layer, key=lambda k: by_layer[k]["dev_dspr"], default=None)
-        t3.append([*row, 100.0 * by_layer[best_u]["uuas"] if best_u is not None else None,
-                   100.0 * by_layer[best_d]["dspr"] if best_d is not None else None, best_u, best_d,
-                   _mean(wic.get(key, []))])
+        (u, u_layer), (d, d_layer), (dn, dn_layer) = (_at_dev_best_layer(by_layer, name) for name in PROBE_LABELS)
+        t3.append([*row, u, d, u_layer, d_layer, _mean(wic.get(key, [])), dn, dn_layer])
         t11.append([*row, _std(wic.get(key, [])), len(wic.get(key, []))])
-        per_layer.append([*row, *[100.0 * by_layer[k]["uuas"] if k in by_layer else None for k in layers],
-                          *[100.0 * by_layer[k]["dspr"] if k in by_layer else None for k in layers]])
+        per_layer.append([*row, *[_layer_cell(by_layer, k, name) for name in PROBE_LABELS for k in layers]])
     return t3, t11, per_layer
 
 
@@ -169,7 +266,7 @@ def forgetting_tables(graph: Graph) -> dict[str, dict]:
                 g["tasks"].append(n.params["config"]["task"])
     for n, m in _results(graph, "forget"):
         for k, v in m.items():
-            scores.setdefault((n.model, n.params["config"]["task"], k), []).append(100.0 * v)
+            scores.setdefault((n.model, n.params["config"]["task"], k), []).append(_x100(v))
     out = {}
     for name, g in groups.items():
         # English first, as in the paper's Table 8 (en, then the source language)
@@ -189,7 +286,7 @@ def winogender_table(graph: Graph) -> list[list]:
     vals: dict[tuple, list[float]] = {}
     for n, m in _results(graph, "winogender"):
         for k in ("gender_parity", "accuracy"):
-            vals.setdefault((n.model, k), []).append(100.0 * m[k])
+            vals.setdefault((n.model, k), []).append(_x100(m.get(k)))
     table = [["Lang", "Vocab", "gps", "acc", "seeds"]]
     for key, row in rows.items():
         table.append([*row, _mean(vals.get((key, "gender_parity"), [])), _mean(vals.get((key, "accuracy"), [])),
@@ -222,7 +319,7 @@ def figure2_data(graph: Graph) -> list[list]:
             idx = [i for i, c in enumerate(cols) if c.startswith(task)] if task == "MNLI" else [cols.index(task)]
             gains = []
             for v in variants:
-                if all(v[i] is not None and base[i] is not None for i in idx):
+                if all(_defined(v[i]) and _defined(base[i]) for i in idx):  # an undefined mean makes no bar
                     gains.append(float(np.mean([v[i] - base[i] for i in idx])))
             if gains:
                 out.append([graph.sweep.sources[src].label or src, task, max(gains)])
@@ -235,11 +332,11 @@ def figure3_data(graph: Graph) -> list[list]:
     for name, g in forgetting_tables(graph).items():
         t8 = g["table8"]
         for j, task in enumerate(t8[0][2:], start=2):
-            vals = [r[j] for r in t8[1:] if r[j] is not None]
+            vals = [r[j] for r in t8[1:] if _defined(r[j])]   # an undefined accuracy neither counts nor shows
             if not vals:
                 continue
             mean = float(np.mean(vals))
-            out += [[name, task, r[0], r[1], r[j] - mean] for r in t8[1:] if r[j] is not None]
+            out += [[name, task, r[0], r[1], r[j] - mean] for r in t8[1:] if _defined(r[j])]
     return out
 
 
@@ -277,6 +374,42 @@ def _bar_figure(path: Path, data: list[list], group_col: int, bar_col: int, labe
     return True
 
 
+def _flagged(graph: Graph, node_id: str, done: dict) -> list[str]:
+    """Metric names a stage flagged `degenerate` (FinetuneResult.degenerate, which DONE's result holds); for a
+    stage whose DONE does not carry the key, its eval_results.json's, if it has one."""
+    result = done.get("result") if isinstance(done.get("result"), dict) else {}
+    for source in (done, result):
+        if "degenerate" in source:
+            return list(source["degenerate"] or [])
+    path = graph.node_dir(node_id) / "eval_results.json"
+    return list(read_json(path).get("degenerate") or []) if path.exists() else []
+
+
+def degenerate_runs(graph: Graph) -> list[tuple[str, list[str]]]:
+    """(node id, metric names) of every finished run with an undefined metric or one its stage flagged
+    degenerate (constant predictions), in plan order."""
+    out = []
+    for n in graph.nodes.values():
+        done = read_done(graph, n.id)
+        if not done:
+            continue
+        metrics = done.get("metrics") or {}
+        names = [k for k, v in metrics.items() if not _defined(v)]
+        names += [k for k in _flagged(graph, n.id, done) if k not in names]
+        if names:
+            out.append((n.id, names))
+    return out
+
+
+def _degenerate_section(runs: list[tuple[str, list[str]]]) -> str:
+    if not runs:
+        return ""
+    lines = "".join(f"- {node_id}: {', '.join(names)}\n" for node_id, names in runs)
+    return (f"\nDegenerate runs: {len(runs)} run(s) degenerate (an undefined or flagged metric, e.g. a correlation "
+            "of constant predictions; an undefined metric is left out of every mean, see the legend at the top)"
+            "\n\n" + lines)
+
+
 def write_report(graph: Graph) -> tuple[str, Path]:
     mean_rows, std_rows = tables(graph)
     folder = Path(graph.sweep.output_dir) / "report"
@@ -284,7 +417,8 @@ def write_report(graph: Graph) -> tuple[str, Path]:
     _write_csv(folder / "table2_glue_mean.csv", mean_rows)
     _write_csv(folder / "table7_glue_std.csv", std_rows)
     n = len(graph.sweep.finetune.seeds)
-    text = (f"GLUE dev scores x100, mean over {n} seed(s) (Table 2 shape; – = not finished)\n\n"
+    text = (LEGEND + "\n\n"
+            + f"GLUE dev scores x100, mean over {n} seed(s) (Table 2 shape)\n\n"
             + markdown(mean_rows)
             + "\nStandard deviation over seeds (Table 7 shape)\n\n" + markdown(std_rows))
     kinds = {node.kind for node in graph.nodes.values()}
@@ -294,7 +428,7 @@ def write_report(graph: Graph) -> tuple[str, Path]:
         _write_csv(folder / "table11_wic_std.csv", t11)
         _write_csv(folder / "probe_layers.csv", per_layer)
         text += ("\nProbing x100 (Table 3 shape): structural probe on the test split at the layer chosen on dev; "
-                 "WiC dev accuracy, mean over seeds\n\n" + markdown(t3)
+                 "WiC dev accuracy, mean over seeds. " + PROBE_DEFINITIONS + "\n\n" + markdown(t3)
                  + "\nStructural probe per layer (test split)\n\n" + markdown(per_layer)
                  + "\nWiC standard deviation over seeds (Table 11 shape)\n\n" + markdown(t11))
     if "forget" in kinds:
@@ -319,5 +453,6 @@ def write_report(graph: Graph) -> tuple[str, Path]:
         _write_csv(folder / "figure2_max_gain.csv", f2)
         if _bar_figure(folder / "figure2_max_gain.png", f2, 0, 1, (), 2, "max gain over [en][en]", "points (x100)"):
             text += "\nFigure 2: figure2_max_gain.png (numbers: figure2_max_gain.csv)\n"
+    text += _degenerate_section(degenerate_runs(graph))
     (folder / "report.md").write_text(text)
     return text, folder

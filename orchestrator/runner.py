@@ -163,6 +163,7 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     try:
+        gpu_memory = _cap_gpu_memory(node, log)   # before the stage builds any model
         summary = KINDS[node.kind].run(trial)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
@@ -173,12 +174,37 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
         raise
     summary = {"node": node.id, "kind": node.kind, "started_at": t0, "finished_at": time.time(),
                "seconds": time.time() - t0, **summary}
+    if gpu_memory is not None:
+        import torch
+
+        summary["gpu_memory"] = {**gpu_memory, "max_memory_allocated": torch.cuda.max_memory_allocated()}
     write_json(d / DONE, summary)
     if tracker and run_id:
         tracker.log_artifact(run_id, d / DONE, "node")
         tracker.finish(run_id, ok=True)
     log(f"[{node.kind}] {node.id}: done in {summary['seconds']:.1f}s")
     return summary
+
+
+def _cap_gpu_memory(node: Node, log: Callable[[str], None]) -> dict | None:
+    """A trial granted a fraction of a GPU (`resources.<kind>.gpu` < 1, e.g. 0.25: four fine-tunes per GPU) may
+    allocate at most that share of the GPU's memory. Ray packs such trials onto one GPU but does not divide
+    its memory; with the cap, a trial that outgrows its share fails with its own out-of-memory error instead
+    of making its neighbours fail. Ray makes the granted GPU the process's only visible one (the current
+    device). Only when CUDA is available and 0 < share < 1; returns what was set (None otherwise)."""
+    import torch
+
+    share = float(node.resources.get("gpu") or 0)
+    if not 0 < share < 1 or not torch.cuda.is_available():
+        return None
+    device = torch.cuda.current_device()
+    torch.cuda.set_per_process_memory_fraction(share, device)
+    torch.cuda.reset_peak_memory_stats(device)
+    total = torch.cuda.get_device_properties(device).total_memory
+    name = torch.cuda.get_device_name(device)
+    log(f"[{node.kind}] {node.id}: GPU share {share:g}: CUDA memory of this process capped at "
+        f"{share * total / 2**30:.1f} of {total / 2**30:.1f} GiB (cuda:{device}, {name}, pid {os.getpid()})")
+    return {"fraction": share, "device": name, "cap_bytes": int(share * total)}
 
 
 # --- one handler per kind: build nothing, run the stage on the node's config, log what it returns ----------
@@ -225,9 +251,9 @@ def _pretrain(t: Trial) -> dict:
     transfer_cfg = transfer_stage.TransferConfig.model_validate(t.node.params["transfer"])
     init = Path(transfer_cfg.output_dir)
     if not (init / ".complete").exists():
-        res = transfer_stage.transfer(transfer_cfg)
-        t.log(f"[transfer] {t.node.id}: {res.mode}, vocab {res.vocab_size}, {res.identity_count} strings map to "
-              "themselves")
+        res = transfer_stage.transfer(transfer_cfg, log=t.log)
+        t.log(f"[transfer] {t.node.id}: {res.mode}, vocab {res.vocab_size}, {res.identity_count} ordinary tokens "
+              "keep their own source row (special tokens are matched by role, apart)")
         write_text(init / ".complete", "")
     report = read_json(init / "mapping_report.json")
     t.artifact(init / "mapping_report.json", "transfer")
@@ -246,6 +272,9 @@ def _finetune(t: Trial) -> dict:
     res = finetune_stage.finetune(cfg, on_log=t.on_log)
     t.on_log(res.steps, {f"final/{k}": v for k, v in res.metrics.items()})
     t.artifact(t.dir / "eval_results.json", "eval")
+    # NaN metrics are not logged to MLflow (an undefined correlation is no point on a curve): tags say so.
+    t.tags({"xlt.degenerate": ",".join(res.degenerate) or "-",
+            "xlt.dropped_rows": sum(d["count"] for d in res.dropped_rows.values())})
     t.log(f"[finetune] {t.node.id}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
     return {"result": dataclasses.asdict(res), "metrics": res.metrics, "task": cfg.task, "seed": cfg.seed,
             "model": t.node.model}
@@ -263,7 +292,8 @@ def _probe(t: Trial) -> dict:
     cfg = t.config()
     res = probe_stage.train_probe(cfg, on_log=t.on_log, log=t.log)
     # uuas / dspr: the test split (or dev, when no test split is given: res.test_split says which)
-    metrics = {"uuas": res.test_uuas, "dspr": res.test_dspr, "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr}
+    metrics = {"uuas": res.test_uuas, "dspr": res.test_dspr, "dspr_nopunct": res.test_dspr_nopunct,
+               "dev_uuas": res.dev_uuas, "dev_dspr": res.dev_dspr, "dev_dspr_nopunct": res.dev_dspr_nopunct}
     t.on_log(res.epochs_run, {f"final/{k}": v for k, v in metrics.items()})
     t.artifact(t.dir / "probe_result.json", "eval")
     t.log(f"[probe] {t.node.id}: {res.test_split} UUAS {res.test_uuas:.4f}, DSpr {res.test_dspr:.4f}")

@@ -195,6 +195,61 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
         os.replace(tmp_dir, final_dir)
 
 
+# --- pretrained models: local folders and hub ids ------------------------------------------------------------
+
+# Files a BERT-like checkpoint never needs here: other frameworks' weights and export formats.
+_HUB_IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "*.mlmodel", "onnx/*", "openvino/*", "coreml/*",
+               "tf_model*", "flax_model*", "rust_model*"]
+
+
+def _looks_like_path(name: str) -> bool:
+    # A hub id is "name" or "owner/name"; anything with more parts, or rooted, is meant as a folder.
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def resolve_pretrained(name: str) -> str:
+    """A local folder holding the model or tokenizer `name`: the folder itself, or the hub snapshot of a hub id.
+
+    A hub id is looked up in the local cache first (no network); only when it is not cached is the hub asked,
+    once, with a short timeout, so an unreachable hub or a misspelt id fails in a second with a message that
+    says what to do, not after a minute of retries. Pickled weights are not downloaded when safetensors exist.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists() or _looks_like_path(name):
+        raise StageError(f"model folder {name!r} does not exist (or is not a folder); give a folder written by "
+                         "save_pretrained (config.json, model.safetensors, tokenizer files) or a hub id")
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except LocalEntryNotFoundError:
+        pass
+    except ValueError as e:   # not a valid repo id (e.g. spaces, bad characters)
+        raise StageError(f"{name!r} is neither a local folder nor a valid hub id ({e})") from e
+    local = (f"Give a local folder instead (on a machine with network: `hf download {name} --local-dir <folder>`, "
+             f"then copy it here), or download it into the hub cache and set HF_HUB_OFFLINE=1")
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        raise StageError(f"hub id {name!r} is not in the local hub cache and HF_HUB_OFFLINE is set. {local}")
+    try:
+        info = HfApi().model_info(name, timeout=10)
+    except GatedRepoError as e:
+        raise StageError(f"hub model {name!r} is gated: accept its terms on huggingface.co and log in "
+                         f"(`hf auth login`), or give a local folder") from e
+    except RepositoryNotFoundError as e:
+        raise StageError(f"hub id {name!r} does not exist (a typo?) or is private; check the id on huggingface.co, "
+                         "or give a local folder") from e
+    except Exception as e:  # noqa: BLE001 -- any transport failure (DNS, proxy, timeout) means "no hub from here"
+        raise StageError(f"cannot reach the Hugging Face hub to fetch {name!r} ({type(e).__name__}: {e}). "
+                         f"{local}") from e
+    files = [s.rfilename for s in info.siblings or []]
+    ignore = _HUB_IGNORE + (["*.bin", "*.pt", "*.pth"] if any(f.endswith(".safetensors") for f in files) else [])
+    return snapshot_download(name, ignore_patterns=ignore)
+
+
 def pick_device(prefer_gpu: bool = True) -> torch.device:
     if prefer_gpu and torch.cuda.is_available():
         return torch.device("cuda")

@@ -7,6 +7,11 @@ is built so that this initialisation, the dropout masks and the batch order all 
 
 Batches are padded to their own longest example (dynamic padding), not to max_length: most GLUE sentences
 are far shorter than 128 tokens, and padding them all would multiply the cost for nothing.
+
+Local data rows that hold no example (too few fields, empty label) are skipped and reported in the result's
+`dropped_rows` (`strict` fails on them instead); metrics that are undefined for the final model (a correlation
+of constant predictions) are NaN and listed in `degenerate`. With `predict_test`, the final model also
+predicts the task's GLUE test split(s), written in the leaderboard's layout (`stages.glue_submit`).
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ import torch
 from stages.common import (StageConfig, StageError, TrainingSettings, check_model_fits, configure_threads,
                            make_accelerator, make_adamw, pad_batch, quiet_transformers, replace_dir,
                            resolve_mixed_precision, set_seed, setting, write_json)
-from stages.glue import Example, TaskSpec, compute_metrics, get_task, load_split
+from stages.glue import DroppedRows, Example, TaskSpec, compute_metrics, get_task, load_split, load_test_split
+from stages.glue_submit import TEST_DIR, prediction_strings, write_predictions
 from stages.tokenizer import load_tokenizer
 
 ENCODE_CHUNK = 4096  # examples tokenized per call: fast, without holding a whole task as Python lists
@@ -36,10 +42,21 @@ class FinetuneSettings(TrainingSettings):
 
 
 class GlueData(StageConfig):
-    """Where GLUE comes from: a local root in the official TSV layout, or the hub."""
+    """Where GLUE comes from (a local root in the official TSV layout, or the hub), how it is read, and
+    whether the test splits are predicted."""
     data_dir: str | None = setting(None, "GLUE root with one folder per task (CoLA/, SST-2/, ...), as "
                                          "download_glue_data.py writes it; null: the hub")
     hub_dataset: str | None = setting("nyu-mll/glue", "hub dataset used when data_dir is null")
+    # Unhashed: it decides whether a run with malformed rows fails, never what a finished run computed (a
+    # clean file reads the same either way; skipped rows are in the result's dropped_rows).
+    strict: bool = setting(False, "fail on a malformed data row (too few or too many fields, empty label) "
+                                  "instead of skipping it; skipped rows are counted in dropped_rows",
+                           hashed=False)
+    # Hashed although it changes no metric: it adds output files, and an unhashed switch turned on later
+    # would leave every finished node without them.
+    predict_test: bool = setting(False, "also write the final model's predictions on the test split(s) in "
+                                        "the GLUE leaderboard layout (glue_test/<Task>.tsv; MNLI adds AX.tsv), "
+                                        "for the test files data_dir holds")
 
 
 class FinetuneConfig(FinetuneSettings, GlueData):
@@ -60,6 +77,9 @@ class FinetuneResult:
     seconds: float
     train_tokens_per_s: float
     output_dir: str
+    dropped_rows: dict[str, dict]   # split -> {"count": n, "first": ["train.tsv line 12", ...]}: skipped rows
+    degenerate: list[str]           # metrics undefined for the final model (NaN), e.g. constant STS-B predictions
+    test_predictions: list[str]     # leaderboard files written into glue_test/ (predict_test)
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,7 @@ class Encoded:
     """One tokenized example. int32/int8 arrays: MNLI/QQP as Python int lists would take gigabytes."""
     input_ids: np.ndarray
     token_type_ids: np.ndarray | None
-    label: int | float
+    label: int | float | None    # None: a test example
 
 
 def _encode(tokenizer, examples: list[Example], max_length: int, with_types: bool) -> list[Encoded]:
@@ -91,7 +111,8 @@ def _collate_fn(pad_id: int, regression: bool):
     def collate(batch: list[Encoded]) -> dict[str, torch.Tensor]:
         types = [e.token_type_ids for e in batch] if batch[0].token_type_ids is not None else None
         out = pad_batch([e.input_ids for e in batch], types, pad_id)
-        out["labels"] = torch.tensor([e.label for e in batch], dtype=torch.float32 if regression else torch.long)
+        if batch[0].label is not None:   # test batches carry no labels
+            out["labels"] = torch.tensor([e.label for e in batch], dtype=torch.float32 if regression else torch.long)
         return out
     return collate
 
@@ -116,7 +137,9 @@ def _load_model(cfg: FinetuneConfig, spec: TaskSpec, tokenizer):
     return model
 
 
-def _evaluate(model, loader, accelerator, spec: TaskSpec) -> dict[str, float]:
+def _predict(model, loader, accelerator, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions (class ids, or scores for regression) over `loader` in its order, and the labels when the
+    batches carry them."""
     model.eval()
     preds, golds = [], []
     with torch.no_grad():
@@ -124,11 +147,61 @@ def _evaluate(model, loader, accelerator, spec: TaskSpec) -> dict[str, float]:
             logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
             pred = logits.squeeze(-1).float() if spec.is_regression else logits.argmax(dim=-1)
             # gather_for_metrics drops the samples a multi-process sampler duplicated to even out batches.
-            pred, gold = accelerator.gather_for_metrics((pred, batch["labels"]))
+            if "labels" in batch:
+                pred, gold = accelerator.gather_for_metrics((pred, batch["labels"]))
+                golds.append(gold.cpu())
+            else:
+                pred = accelerator.gather_for_metrics(pred)
             preds.append(pred.cpu())
-            golds.append(gold.cpu())
     model.train()
-    return compute_metrics(spec.name, torch.cat(preds).numpy(), torch.cat(golds).numpy())
+    return torch.cat(preds).numpy(), torch.cat(golds).numpy() if golds else None
+
+
+def _evaluate(model, loader, accelerator, spec: TaskSpec) -> dict[str, float]:
+    return compute_metrics(spec.name, *_predict(model, loader, accelerator, spec))
+
+
+def _split_name(kind: str, key: str) -> str:
+    return f"{kind}_{key}" if key else kind   # "train", "dev", "dev_m", "test_ax"
+
+
+def _load_tests(cfg: FinetuneConfig, spec: TaskSpec, dropped: dict[str, DroppedRows],
+                log: Callable[[str], None]) -> dict[str, tuple[list[str], list[Example]]]:
+    """Test splits to predict: submission file -> (indices, unlabelled examples). Read before training, so a
+    broken test file fails the node before its training time is spent. All rows: the leaderboard needs each."""
+    tests = {}
+    for test in spec.test_splits:
+        rows = load_test_split(spec.name, test.key, cfg.data_dir, cfg.hub_dataset, cfg.strict,
+                               dropped.setdefault(_split_name("test", test.key), DroppedRows()))
+        if rows is None:
+            log(f"[finetune] {spec.name}: no {' or '.join(test.tsv_files)} in {cfg.data_dir}; "
+                f"{test.submission_file} is not written")
+        else:
+            tests[test.submission_file] = rows
+    if not spec.test_splits:
+        log(f"[finetune] {spec.name} has no GLUE test split; predict_test writes nothing")
+    return tests
+
+
+def _log_dropped(spec: TaskSpec, dropped: dict[str, DroppedRows], log: Callable[[str], None]) -> dict[str, dict]:
+    out = {split: d.as_dict() for split, d in dropped.items() if d.count}
+    for split, d in out.items():
+        log(f"[finetune] {spec.name} {split}: skipped {d['count']:,} malformed row(s) (too few fields or an "
+            f"empty label), first at {', '.join(d['first'])}; set strict: true to fail on them instead")
+    return out
+
+
+def _write_test_predictions(model, accelerator, spec: TaskSpec, test_data: dict[str, tuple[list[str], list[Encoded]]],
+                            collate, batch_size: int, out: Path) -> list[str]:
+    """The final model's leaderboard files in `<out>/glue_test/`; returns their names."""
+    for name, (indices, data) in test_data.items():
+        # Prepared only here, apart from the training loaders: a run without test splits stays bit-identical.
+        loader = accelerator.prepare(torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                                                 collate_fn=collate))
+        pred, _ = _predict(model, loader, accelerator, spec)
+        if accelerator.is_main_process:
+            write_predictions(out / TEST_DIR / name, indices, prediction_strings(spec, pred))
+    return list(test_data)
 
 
 def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
@@ -146,11 +219,18 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
 
     tokenizer = load_tokenizer(cfg.model)
     with_types = "token_type_ids" in tokenizer.model_input_names  # BERT yes; RoBERTa/DistilBERT take none
-    train_examples = load_split(spec.name, "train", cfg.data_dir, cfg.hub_dataset, cfg.max_train_examples)
-    dev_examples = {d.key: load_split(spec.name, d.key, cfg.data_dir, cfg.hub_dataset, cfg.max_eval_examples)
+    dropped = {"train": DroppedRows(), **{_split_name("dev", d.key): DroppedRows() for d in spec.dev_splits}}
+    train_examples = load_split(spec.name, "train", cfg.data_dir, cfg.hub_dataset, cfg.max_train_examples,
+                                cfg.strict, dropped["train"])
+    dev_examples = {d.key: load_split(spec.name, d.key, cfg.data_dir, cfg.hub_dataset, cfg.max_eval_examples,
+                                      cfg.strict, dropped[_split_name("dev", d.key)])
                     for d in spec.dev_splits}
+    tests = _load_tests(cfg, spec, dropped, log) if cfg.predict_test else {}
+    dropped_rows = _log_dropped(spec, dropped, log)
     train_data = _encode(tokenizer, train_examples, cfg.max_length, with_types)
     dev_data = {k: _encode(tokenizer, v, cfg.max_length, with_types) for k, v in dev_examples.items()}
+    test_data = {name: (indices, _encode(tokenizer, examples, cfg.max_length, with_types))
+                 for name, (indices, examples) in tests.items()}
 
     set_seed(cfg.seed)  # right before the model: the fresh classifier/pooler initialisation follows the seed
     model = _load_model(cfg, spec, tokenizer)
@@ -232,9 +312,15 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
         tokenizer.save_pretrained(str(tmp))
         replace_dir(tmp, final)
 
+    written = _write_test_predictions(model, accelerator, spec, test_data, collate, cfg.eval_batch_size, out)
+    degenerate = [k for k, v in metrics.items() if math.isnan(v)]
+    if degenerate:
+        log(f"[finetune] {spec.name}: {', '.join(degenerate)} undefined (NaN) for the final model: a degenerate "
+            "run (e.g. the same STS-B score for every pair)")
     result = FinetuneResult(task=spec.name, metrics=metrics, train_examples=len(train_data), steps=step,
                             seconds=time.time() - t_start,
-                            train_tokens_per_s=total_tokens / max(train_seconds, 1e-9), output_dir=str(out))
+                            train_tokens_per_s=total_tokens / max(train_seconds, 1e-9), output_dir=str(out),
+                            dropped_rows=dropped_rows, degenerate=degenerate, test_predictions=written)
     if accelerator.is_main_process:
         write_json(out / "eval_results.json", {**asdict(result), "config": cfg.model_dump(), "epoch_metrics": epoch_metrics})
     return result

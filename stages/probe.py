@@ -4,7 +4,20 @@ A probe is one linear map B (rank x hidden). The squared distance it predicts be
 sentence is ||B(h_i - h_j)||^2, and it is trained so that this matches the number of edges between i and j
 in the gold dependency tree. If a layer encodes syntax linearly, a small B recovers the tree: the minimum
 spanning tree of the predicted distances (UUAS) and the ranking of distances per word (DSpr) are the
-paper's Table 3 metrics, computed here on the UD English-EWT test set as in H&M's evaluation.
+paper's Table 3 metrics, computed here on the UD English-EWT test set.
+
+`uuas` and `dspr` follow H&M's reporter (structural-probes/reporter.py, `report_uuas_and_tikz` and
+`report_spearmanr`): UUAS leaves punctuation out, DSpr keeps every word and groups sentences by their
+length in all words. Each other choice is computed too, under its own name, so that no table mixes two
+definitions under one label: `dspr_nopunct` (DSpr over the non-punctuation rows and columns, grouped by the
+same full length; this project's `dspr` before issue 13) and `uuas_withpunct` (UUAS over every word).
+Where we differ from H&M's code, on purpose:
+- punctuation is UD's UPOS PUNCT; H&M drop the words whose PTB xpos is one of '' , . : `` -LRB- -RRB-.
+  The sets are close, not equal: UPOS PUNCT also covers xpos HYPH (hyphens) and some NFP, which H&M keep;
+- UUAS gold edges are the tree's edges between two kept words; H&M take the minimum spanning tree of the
+  gold distances over the kept words. Both agree when every dropped word is a leaf (UD attaches
+  punctuation as leaves); `uuas_gold_forests` in the details counts the sentences where they can differ;
+- a constant predicted row (a collapsed probe) counts as Spearman 0; scipy, and so H&M, give NaN.
 
 Everything below the training loop is a pure function, so the metrics are tested on hand-made matrices.
 """
@@ -15,7 +28,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Literal, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -24,9 +37,9 @@ from scipy.stats import rankdata
 
 from stages.common import (Number, StageConfig, StageError, configure_threads, pick_device, set_seed, setting,
                            write_json)
-from stages.features import StoredSentence, load_split_features, read_features_meta
+from stages.features import StoredSentence, TreeSentence, load_split_features, read_features_meta
 
-PUNCT_UPOS = "PUNCT"
+PUNCT_UPOS = "PUNCT"  # H&M use PTB xpos tags instead; our treebanks are UD (see the module docstring)
 IMPROVEMENT = 1e-4  # a dev loss must beat the best by this much to count (H&M's threshold)
 
 
@@ -40,9 +53,10 @@ class ProbeSettings(StageConfig):
     lr_decay: Number | None = setting(0.1, "ReduceLROnPlateau factor on the dev loss (H&M: 0.1, patience 0); "
                                            "null: off", gt=0, lt=1)
     seed: int = setting(0, "probe initialisation and batch order")
-    punctuation: Literal["exclude", "include"] = setting(
-        "exclude", "exclude: words tagged PUNCT are left out of UUAS and DSpr, as Hewitt & Manning do")
-    min_words: int = setting(5, "DSpr averages over sentence lengths min_words..max_words (H&M: 5-50)", ge=1)
+    # No punctuation setting: each treatment of punctuation is its own metric (module docstring), so a
+    # setting can never make one column name mean two things.
+    min_words: int = setting(5, "DSpr (and dspr_nopunct) average over sentence lengths min_words..max_words, "
+                                "a length counting every word, punctuation too (H&M: 5-50)", ge=1)
     max_words: int = setting(50, "see min_words", ge=1)
 
     @model_validator(mode="after")
@@ -67,6 +81,8 @@ class ProbeResult:
     test_dspr: float
     dev_uuas: float
     dev_dspr: float
+    test_dspr_nopunct: float           # DSpr without punctuation rows and columns: not H&M's, never mix the two
+    dev_dspr_nopunct: float
     best_dev_loss: float
     best_epoch: int
     epochs_run: int
@@ -131,7 +147,8 @@ def uuas_counts(pred_dist: np.ndarray, heads: Sequence[int], keep: Sequence[bool
     Gold edges are the tree's (word, head) pairs whose two words are both kept; predicted edges are the
     minimum spanning tree of `pred_dist` restricted to the kept words. H&M take the gold edges as the MST of
     the gold distances over kept words instead; the two agree whenever dropped (punctuation) words are
-    leaves, which UD's guidelines make them.
+    leaves, which UD's guidelines make them. Where a dropped word has dependents, H&M's gold MST would
+    invent an edge of distance 2 or more between kept words; we do not count one (see `uuas` gold_forests).
     """
     n = len(heads)
     keep_mask = np.ones(n, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
@@ -149,22 +166,26 @@ class UUASDetails(NamedTuple):
     correct: int                       # correct undirected edges, summed over the corpus
     gold_edges: int                    # gold edges, summed over the corpus
     sentences: int                     # sentences with at least one gold edge: those that entered the score
+    gold_forests: int                  # sentences whose kept words the gold edges do not join into one tree
+                                       # (a dropped word has dependents): only there can H&M's UUAS differ
 
 
 def uuas(pred_dists: Sequence[np.ndarray], heads: Sequence[Sequence[int]],
          keep: Sequence[Sequence[bool] | None] | None = None, *, details: bool = False) -> float | UUASDetails:
-    """Corpus UUAS: total correct edges / total gold edges over all sentences (see uuas_counts).
+    """Corpus UUAS: total correct edges / total gold edges over all sentences (see uuas_counts), as H&M.
 
     Sentences without gold edges (one word, or one kept word) add nothing; a corpus without any gives 0.0.
     `details=True` returns the score with the counts behind it (UUASDetails) instead of the score alone.
     """
     keeps = keep if keep is not None else [None] * len(heads)
-    correct = total = sentences = 0
+    correct = total = sentences = forests = 0
     for d, h, k in zip(pred_dists, heads, keeps):
         c, t = uuas_counts(d, h, k)
+        kept = len(h) if k is None else int(np.count_nonzero(k))
         correct, total, sentences = correct + c, total + t, sentences + (t > 0)
+        forests += t < kept - 1        # a tree over `kept` words has kept - 1 edges
     score = correct / total if total else 0.0
-    return UUASDetails(score, correct, total, sentences) if details else score
+    return UUASDetails(score, correct, total, sentences, forests) if details else score
 
 
 def _row_spearman(pred: np.ndarray, gold: np.ndarray) -> np.ndarray:
@@ -172,7 +193,8 @@ def _row_spearman(pred: np.ndarray, gold: np.ndarray) -> np.ndarray:
     rp, rg = rankdata(pred, axis=1), rankdata(gold, axis=1)
     rp, rg = rp - rp.mean(axis=1, keepdims=True), rg - rg.mean(axis=1, keepdims=True)
     denom = np.sqrt((rp ** 2).sum(axis=1) * (rg ** 2).sum(axis=1))
-    # A constant row (a collapsed probe) ranks nothing: correlation 0, not NaN.
+    # A constant row (a collapsed probe) ranks nothing: correlation 0, not NaN (scipy's, so H&M's, answer),
+    # so that one collapsed sentence does not turn a whole corpus score into NaN.
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, (rp * rg).sum(axis=1) / np.where(denom > 0, denom, 1.0), 0.0)
 
@@ -198,14 +220,17 @@ class DSprDetails(NamedTuple):
 
 def dspr(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray], lengths: Sequence[int] | None = None,
          min_words: int = 5, max_words: int = 50, *, details: bool = False) -> float | DSprDetails:
-    """Distance Spearman (DSpr.) as H&M define it.
+    """Distance Spearman (DSpr.) as H&M's reporter computes it, over the matrices given.
+
+    H&M's DSpr passes each sentence's full matrices (every word, punctuation included) and lengths = the
+    number of words; the probe's `dspr_nopunct` passes the matrices without punctuation rows and columns
+    and the same full lengths.
 
     1. For every sentence and every word i in it, the Spearman correlation between row i of the predicted
        distance matrix and row i of the gold tree-distance matrix (ties get average ranks; the diagonal 0
-       is part of the row, as in H&M's code; a constant predicted row counts as 0).
+       is part of the row, as in H&M's code; a constant predicted row counts as 0, where H&M get NaN).
     2. These per-word correlations are averaged over all words of all sentences of the same length
-       (`lengths[s]`, default the matrix size; the probe passes the full sentence length even when
-       punctuation rows were dropped from the matrices, so that "length" means the sentence's length).
+       (`lengths[s]`, default the matrix size).
     3. The result is the unweighted mean of the per-length averages over lengths min_words..max_words
        (both inclusive); other lengths, and sentences with fewer than 2 rows, are left out. 0.0 if none is left.
 
@@ -215,6 +240,38 @@ def dspr(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray], len
     used = tuple(length for length in by_length if min_words <= length <= max_words)
     score = float(np.mean([by_length[length] for length in used])) if used else 0.0
     return DSprDetails(score, by_length, used) if details else score
+
+
+def not_punctuation(upos: Sequence[str]) -> np.ndarray:
+    """A sentence's keep-mask: False for the words tagged UPOS PUNCT (H&M: PTB punctuation tags)."""
+    return np.array([u != PUNCT_UPOS for u in upos], dtype=bool)
+
+
+def restrict(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The rows and columns of `matrix` whose words are kept."""
+    return np.asarray(matrix)[np.ix_(keep, keep)]
+
+
+def probe_metrics(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray],
+                  sentences: Sequence[TreeSentence], min_words: int = 5, max_words: int = 50) -> dict:
+    """Every probe metric of one split, with the counts behind them (probe_result.json's details).
+
+    uuas and dspr are H&M's (UUAS without punctuation, DSpr over every word); dspr_nopunct and uuas_withpunct
+    are the other choice of each. All four go through `uuas` and `dspr`, and DSpr's length is always the
+    sentence's length in all words, so both DSpr variants average the same sentences per length bucket.
+    """
+    heads = [s.heads for s in sentences]
+    lengths = [len(s) for s in sentences]
+    keeps = [not_punctuation(s.upos) for s in sentences]
+    u = uuas(pred_dists, heads, keeps, details=True)
+    u_all = uuas(pred_dists, heads, details=True)
+    d = dspr(pred_dists, gold_dists, lengths, min_words, max_words, details=True)
+    d_np = dspr([restrict(p, k) for p, k in zip(pred_dists, keeps)],
+                [restrict(g, k) for g, k in zip(gold_dists, keeps)], lengths, min_words, max_words, details=True)
+    return {"uuas": u.uuas, "dspr": d.dspr, "dspr_nopunct": d_np.dspr, "uuas_withpunct": u_all.uuas,
+            "uuas_sentences": u.sentences, "uuas_edges": u.gold_edges, "uuas_gold_forests": u.gold_forests,
+            "dspr_lengths": len(d.lengths_used), "dspr_by_length": d.by_length,
+            "dspr_nopunct_lengths": len(d_np.lengths_used), "dspr_nopunct_by_length": d_np.by_length}
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -269,32 +326,23 @@ def _dev_loss(split: _Split, proj: torch.Tensor, batch_size: int, device: torch.
     return total / len(split.sentences)
 
 
-def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch.device) -> dict:
-    """UUAS and DSpr of the probe `proj` on one split, with the counts behind them (probe_result.json's details)."""
-    full, kept_pred, kept_gold, heads, keeps, lengths = [], [], [], [], [], []
+def _predicted(split: _Split, proj: torch.Tensor, batch_size: int, device: torch.device) -> list[np.ndarray]:
+    """Each sentence's predicted squared distances, float64 [n, n], in split order (padding cut off)."""
+    out = []
     with torch.no_grad():
-        for start in range(0, len(split.sentences), cfg.batch_size):
-            idx = list(range(start, min(start + cfg.batch_size, len(split.sentences))))
+        for start in range(0, len(split.sentences), batch_size):
+            idx = list(range(start, min(start + batch_size, len(split.sentences))))
             x, _, _, _ = _batch(split, idx, device)
             pred = predicted_sq_distances(x, proj).double().cpu().numpy()
-            for b, i in enumerate(idx):
-                s = split.sentences[i]
-                n = len(s)
-                keep = (np.array([u != PUNCT_UPOS for u in s.upos], dtype=bool) if cfg.punctuation == "exclude"
-                        else np.ones(n, dtype=bool))
-                kept = np.flatnonzero(keep)
-                p = pred[b, :n, :n]
-                # UUAS takes the full matrix and the mask (gold edges come from the full tree); DSpr the kept rows.
-                full.append(p)
-                kept_pred.append(p[np.ix_(kept, kept)])
-                kept_gold.append(split.gold[i].numpy()[np.ix_(kept, kept)])
-                heads.append(s.heads)
-                keeps.append(keep)
-                lengths.append(n)
-    u = uuas(full, heads, keeps, details=True)
-    d = dspr(kept_pred, kept_gold, lengths, cfg.min_words, cfg.max_words, details=True)
-    return {"uuas": u.uuas, "dspr": d.dspr, "uuas_sentences": u.sentences, "uuas_edges": u.gold_edges,
-            "dspr_lengths": len(d.lengths_used), "dspr_by_length": d.by_length}
+            out += [pred[b, :len(split.sentences[i]), :len(split.sentences[i])] for b, i in enumerate(idx)]
+    return out
+
+
+def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch.device) -> dict:
+    """probe_metrics of the probe `proj` on one split (gold distances always from the full tree)."""
+    golds = [g.numpy().astype(np.float64) for g in split.gold]
+    return probe_metrics(_predicted(split, proj, cfg.batch_size, device), golds, split.sentences,
+                         cfg.min_words, cfg.max_words)
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -363,13 +411,16 @@ def train_probe(cfg: ProbeConfig, on_log: Callable[[int, dict[str, float]], None
     dev_metrics = _evaluate(splits["dev"], best_proj, cfg, device)
     test_metrics = dev_metrics if test_split == "dev" else _evaluate(splits[test_split], best_proj, cfg, device)
     result = ProbeResult(layer=cfg.layer, rank=rank, test_uuas=test_metrics["uuas"], test_dspr=test_metrics["dspr"],
-                         dev_uuas=dev_metrics["uuas"], dev_dspr=dev_metrics["dspr"], best_dev_loss=best_loss,
+                         dev_uuas=dev_metrics["uuas"], dev_dspr=dev_metrics["dspr"],
+                         test_dspr_nopunct=test_metrics["dspr_nopunct"], dev_dspr_nopunct=dev_metrics["dspr_nopunct"],
+                         best_dev_loss=best_loss,
                          best_epoch=best_epoch, epochs_run=epoch, test_split=test_split,
                          sentences_evaluated=test_metrics["uuas_sentences"], seconds=time.time() - t_start,
                          output_dir=str(cfg.output_dir))
     log(f"[probe] layer {cfg.layer}: {test_split} UUAS {result.test_uuas:.4f}, DSpr {result.test_dspr:.4f} "
-        f"({test_metrics['uuas_sentences']:,} sentences, {test_metrics['dspr_lengths']} lengths in "
-        f"{cfg.min_words}-{cfg.max_words}); dev UUAS {result.dev_uuas:.4f}, DSpr {result.dev_dspr:.4f}")
+        f"(without punctuation {result.test_dspr_nopunct:.4f}; {test_metrics['uuas_sentences']:,} sentences, "
+        f"{test_metrics['dspr_lengths']} lengths in {cfg.min_words}-{cfg.max_words}); "
+        f"dev UUAS {result.dev_uuas:.4f}, DSpr {result.dev_dspr:.4f}")
     out = Path(cfg.output_dir)
     write_json(out / "probe_result.json", {**asdict(result), "config": cfg.model_dump(), "history": history,
                                            "test_details": test_metrics, "dev_details": dev_metrics,

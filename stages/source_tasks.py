@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from stages.common import StageError
-from stages.task_spec import ONE_DEV, Example, TaskSpec, parse_label, read_tsv
+from stages.task_spec import ONE_DEV, DroppedRows, Example, TaskSpec, parse_label, read_tsv
 
 _NAME = re.compile(r"(scandisent|stsb)-([A-Za-z][A-Za-z0-9_]*)")
 SCANDISENT_TRAIN_SHARE = 0.75   # 7,500 of the 10,000 rows per language in the paper
@@ -53,7 +53,10 @@ def _positional_split(rows: list, split: str) -> list:
     return rows[:cut] if split == "train" else rows[cut:]
 
 
-def _read_scandisent(spec: TaskSpec, path: Path) -> list[Example]:
+def _read_scandisent(spec: TaskSpec, path: Path, strict: bool, dropped: DroppedRows) -> list[Example]:
+    """Rows are kept or dropped as in GLUE TSVs (stages.task_spec), with one difference: a row with more
+    fields than the header is an error in both modes. In a CSV an extra field is an unquoted comma inside the
+    review, so the named columns no longer hold its text and label (a TSV's extra fields trail the named ones)."""
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -69,34 +72,41 @@ def _read_scandisent(spec: TaskSpec, path: Path) -> list[Example]:
         for row in reader:
             if not row:
                 continue
-            where = f"{path.name} line {reader.line_num} ({path})"
-            if len(row) != len(header):
-                raise StageError(f"{where}: expected {len(header)} comma-separated columns, found {len(row)}; "
-                                 "quote texts that contain commas or line breaks")
-            out.append(Example(row[t_col], None, parse_label(spec, row[y_col], where)))
+            where = f"{path.name} line {reader.line_num}"
+            if len(row) > len(header) or (strict and len(row) != len(header)):
+                raise StageError(f"{where} ({path}): expected {len(header)} comma-separated columns, found "
+                                 f"{len(row)}; quote texts that contain commas or line breaks")
+            if len(row) <= max(t_col, y_col) or (not row[y_col].strip() and not strict):
+                dropped.add(where)
+                continue
+            out.append(Example(row[t_col], None, parse_label(spec, row[y_col], f"{where} ({path})")))
     return out
 
 
-def _read_sts_original(path: Path) -> list[Example]:
+def _read_sts_original(path: Path, strict: bool, dropped: DroppedRows) -> list[Example]:
+    """The STS benchmark's own files: some rows carry extra trailing columns (sources), which are ignored."""
     out = []
     with open(path, encoding="utf-8-sig", newline="") as f:
         for n, line in enumerate(f, 1):
             cols = line.rstrip("\n").split("\t")
             if cols == [""]:
                 continue
-            where = f"{path.name} line {n} ({path})"
-            if len(cols) < 7:
-                raise StageError(f"{where}: an STS benchmark row has at least 7 tab-separated columns (genre, "
-                                 f"file, year, id, score, sentence1, sentence2), found {len(cols)}")
+            where = f"{path.name} line {n}"
+            if len(cols) < 7 and strict:
+                raise StageError(f"{where} ({path}): an STS benchmark row has at least 7 tab-separated columns "
+                                 f"(genre, file, year, id, score, sentence1, sentence2), found {len(cols)}")
+            if len(cols) < 7 or (not cols[4].strip() and not strict):
+                dropped.add(where)
+                continue
             try:
                 score = float(cols[4])
             except ValueError:
-                raise StageError(f"{where}: the score {cols[4]!r} is not a number from 0 to 5") from None
+                raise StageError(f"{where} ({path}): the score {cols[4]!r} is not a number from 0 to 5") from None
             out.append(Example(cols[5], cols[6], score))
     return out
 
 
-def _load_local(spec: TaskSpec, split: str, path: Path) -> list[Example]:
+def _load_local(spec: TaskSpec, split: str, path: Path, strict: bool, dropped: DroppedRows) -> list[Example]:
     if spec.name.startswith("scandisent-"):
         if path.is_dir():
             lang = spec.name.split("-", 1)[1]
@@ -104,16 +114,18 @@ def _load_local(spec: TaskSpec, split: str, path: Path) -> list[Example]:
         if not path.is_file():
             raise StageError(f"ScandiSent file {path} does not exist; give the CSV of the language (e.g. "
                              "ScandiSent/sv.csv, columns text,label) or the folder that holds <lang>.csv")
-        return _positional_split(_read_scandisent(spec, path), split)
+        # Each split reads the whole file (the split is positional, taken after dropping), so each split
+        # reports the file's dropped rows.
+        return _positional_split(_read_scandisent(spec, path, strict, dropped), split)
     if not path.is_dir():
         raise StageError(f"STS-B folder {path} does not exist; give a folder with train.tsv and dev.tsv (GLUE "
                          "STS-B layout) or sts-train.csv and sts-dev.csv (original STS benchmark layout)")
     glue_file = path / ("train.tsv" if split == "train" else "dev.tsv")
     if glue_file.is_file():
-        return read_tsv(spec, glue_file, None)
+        return read_tsv(spec, glue_file, None, strict, dropped)
     original = path / STS_ORIGINAL_FILES[split]
     if original.is_file():
-        return _read_sts_original(original)
+        return _read_sts_original(original, strict, dropped)
     raise StageError(f"{path} holds neither {glue_file.name} (GLUE STS-B layout) nor {original.name} (original "
                      "STS benchmark layout)")
 
@@ -142,12 +154,14 @@ def _load_hub(spec: TaskSpec, split: str, hub_dataset: str) -> list[Example]:
 
 
 def load_source_split(spec: TaskSpec, split: str, data_path: str | None, hub_dataset: str | None,
-                      max_examples: int | None = None) -> list[Example]:
-    """Examples of `split` ("train" or "" for the evaluation set), from a local path or the hub."""
+                      max_examples: int | None = None, strict: bool = False,
+                      dropped: DroppedRows | None = None) -> list[Example]:
+    """Examples of `split` ("train" or "" for the evaluation set), from a local path or the hub. Local rows
+    that hold no example are skipped into `dropped`, as GLUE's are; `strict` fails on them instead."""
     if split not in ("train", ""):
         raise StageError(f"{spec.name} has the splits 'train' and '' (evaluation), not {split!r}")
     if data_path is not None:
-        examples = _load_local(spec, split, Path(data_path))
+        examples = _load_local(spec, split, Path(data_path), strict, DroppedRows() if dropped is None else dropped)
         source = data_path
     elif hub_dataset:
         examples = _load_hub(spec, split, hub_dataset)

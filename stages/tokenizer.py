@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from stages.common import Number, StageConfig, StageError, setting, write_json
+from stages.common import Number, StageConfig, StageError, resolve_pretrained, setting, write_json
 from stages.corpus import CorpusConfig, iter_documents
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -67,7 +67,7 @@ def load_tokenizer(path: str, expected_vocab_size: int | None = None):
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(resolve_pretrained(path))
     except OSError as e:
         raise StageError(f"cannot load a tokenizer from {path!r}: {e}. Give a hub id or a folder written "
                          "by save_pretrained (tokenizer.json or vocab.txt + tokenizer_config.json).") from e

@@ -3,13 +3,29 @@
 Modes (the paper's Section 3, plus one control):
 - `keep`        [lang->en][lang]: keep the source vocabulary, truncated to its first N tokens; embedding
                 rows and the MLM decoder bias are sliced to match.
-- `frequency`   [lang->en][en]: a new English WordPiece vocabulary; the English token of frequency rank i
-                takes the source embedding row of rank i. Special tokens are matched by role.
+- `frequency`   [lang->en][en]: a new English WordPiece vocabulary; the English token of rank i takes the
+                source embedding row of rank i. Special tokens are matched by role. What "rank" means on each
+                side is the `rank` setting (RANKS below); `[unused*]` rows are never re-used.
 - `random-map`  the `frequency` procedure with the same source rows dealt out in a seeded random order:
                 it separates "frequency order matters" from "any reuse of the body helps".
 - `scratch`     [en][en]: same architecture, random init, English vocabulary.
 - `build`       a new model of a given `Architecture`, random init, with the given vocabulary: a source
                 pretrained from scratch inside the sweep (the demo's), or [en][en] shaped like one.
+
+Ranks (`rank`), because the paper's sentence "the vocabulary tokens learned by a Wordpiece tokenizer are in
+practice ordered by descending frequency" has two readings, and mixing them is a trap:
+- `counts`      both sides by token counts on a corpus: English counts on the English corpus, source counts on
+                a source-language corpus tokenized by the source tokenizer. Frequent words get frequent words.
+- `vocab-order` both vocabularies by id order: keep the matrix, swap the vocabulary (the literal reading).
+                WordPiece vocabularies list their alphabet before any merged piece, so characters get
+                characters and early merges get early merges.
+- `hybrid`      English by counts, source by id order (this project's behaviour before `rank` existed). On a
+                real BERT it maps the most frequent English words onto the source's ~1,000 single-character
+                rows ("the" -> '"'), because id order is not frequency order for the alphabet. Kept for
+                comparison only.
+
+A checkpoint saved without its MLM head (most hub BERTs are `BertModel`s) gets one initialised from `seed`
+with BERT's own init; the missing keys are logged and listed in `mapping_report.json`.
 
 The output folder reloads with AutoModelForMaskedLM + AutoTokenizer and holds `mapping_report.json`.
 """
@@ -21,14 +37,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from pydantic import model_validator
 
-from stages.common import (StageConfig, StageError, quiet_transformers, save_npy, set_seed, setting, write_json,
-                           write_text)
+from stages.common import (StageConfig, StageError, quiet_transformers, resolve_pretrained, save_npy, set_seed,
+                           setting, write_json, write_text)
 from stages.tokenizer import load_tokenizer
 
 MODES = ("keep", "frequency", "random-map", "scratch", "build")
@@ -36,6 +52,9 @@ ROLES = ("pad", "unk", "cls", "sep", "mask")
 # Rows of reserved tokens such as BERT's "[unused17]" were never trained; they take no part in ranking.
 _RESERVED = re.compile(r"^\[[^\]\s]+\]$")
 RANK_BANDS = (0, 10, 100, 1000, 10000, 30000)
+RANKS = ("counts", "vocab-order", "hybrid")
+KIND_TOPS = (100, 1000)   # same-kind shares are reported for the top 100 and top 1000 English ranks
+CHARACTER_WARNING = 0.5   # warn when more than half of the source's top-100 ranked rows are single characters
 
 
 class Architecture(StageConfig):
@@ -61,6 +80,10 @@ class TransferSettings(StageConfig):
     # a 32K vocabulary), the least frequent English tokens get new, randomly initialised rows.
     grow_embeddings: bool = setting(False, "frequency modes: new random rows when English has more tokens than "
                                            "the source has rows")
+    rank: Literal["counts", "vocab-order", "hybrid"] = setting(
+        "counts", "frequency modes: what rank means on each side. counts: both by token counts (the source's on a "
+                  "source-language corpus); vocab-order: both by vocabulary id; hybrid: English by counts, "
+                  "source by id (maps frequent words to the source's character rows; comparison only)")
 
 
 class TransferConfig(TransferSettings):
@@ -70,7 +93,8 @@ class TransferConfig(TransferSettings):
                                        "but build)")
     target_tokenizer: str | None = setting(None, "English tokenizer folder (frequency, random-map, scratch, build)")
     target_counts: str | None = setting(None, ".npy of English token counts per target id (frequency ranks)")
-    source_counts: str | None = setting(None, ".npy of source token counts on a source corpus; null: vocab order")
+    source_counts: str | None = setting(None, ".npy of source token counts per source id on a source corpus "
+                                              "(rank: counts)")
     architecture: Architecture | None = setting(None, "build mode: the shape of the new model")
     seed: int = setting(0, "random-map order, scratch/build init and grown rows")
 
@@ -80,6 +104,10 @@ class TransferConfig(TransferSettings):
             raise ValueError("build mode needs architecture and target_tokenizer")
         if self.mode != "build" and not self.source:
             raise ValueError(f"{self.mode} mode needs source (a hub id or model folder)")
+        if self.mode in ("frequency", "random-map") and (self.rank == "counts") != bool(self.source_counts):
+            raise ValueError("rank: counts ranks the source rows by source_counts (token counts on a source-language "
+                             "corpus): give both, or rank: vocab-order" if self.rank == "counts" else
+                             f"source_counts is only read with rank: counts (rank is {self.rank})")
         return self
 
 
@@ -104,7 +132,7 @@ def _role_ids(tok) -> dict[str, int]:
 
 
 def _ranked_source_rows(src_tok, n_rows: int, counts: np.ndarray | None) -> np.ndarray:
-    """Source row ids that may be reused, most frequent first (vocab order = WordPiece's frequency order)."""
+    """Source row ids that may be reused, most frequent first: by `counts` (ties by id), or by id if None."""
     specials = set(_role_ids(src_tok).values()) | set(src_tok.all_special_ids)
     tokens = src_tok.convert_ids_to_tokens(list(range(n_rows)))
     usable = np.array([i for i, t in enumerate(tokens)
@@ -112,7 +140,8 @@ def _ranked_source_rows(src_tok, n_rows: int, counts: np.ndarray | None) -> np.n
     if counts is None:
         return usable
     if counts.shape[0] < n_rows:
-        raise StageError(f"source_counts has {counts.shape[0]} entries but the source table has {n_rows} rows")
+        raise StageError(f"source_counts has {counts.shape[0]} entries but the source table has {n_rows} rows; "
+                         "recount the source corpus with the source's own tokenizer")
     # Stable sort: equal counts keep vocab order, so the ranking is deterministic.
     return usable[np.argsort(-counts[usable], kind="stable")]
 
@@ -120,23 +149,31 @@ def _ranked_source_rows(src_tok, n_rows: int, counts: np.ndarray | None) -> np.n
 NEW_ROW = -2  # row_map value of a target token that gets a freshly initialised row (grow_embeddings)
 
 
-def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray,
+def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray | None,
                       src_counts: np.ndarray | None = None, shuffle_seed: int | None = None,
-                      grow: bool = False):
+                      grow: bool = False, rank: str = "counts"):
     """Row map for `frequency` (or `random-map` when shuffle_seed is given).
 
     Returns (row_map, target_ranked): row_map[target_id] = source row (NEW_ROW: a new row, only with
-    `grow`); target_ranked lists non-special target ids by descending English count (ties by id).
+    `grow`); target_ranked lists non-special target ids in rank order: by descending English count (ties by
+    id), or by id for rank `vocab-order`. The source side is ranked by `src_counts` for rank `counts`, by id
+    otherwise.
     """
+    if rank not in RANKS:
+        raise StageError(f"unknown rank {rank!r}; choose from {', '.join(RANKS)}")
+    if rank == "counts" and src_counts is None:
+        raise StageError("rank: counts needs source_counts (token counts of the source tokenizer on a source-language "
+                         "corpus; in a sweep: the source's source_corpus); or use rank: vocab-order")
     n_tgt = len(tgt_tok)
-    if tgt_counts.shape[0] != n_tgt:
-        raise StageError(f"target_counts has {tgt_counts.shape[0]} entries for a {n_tgt}-token target vocabulary; "
-                         "recount with the same tokenizer")
+    if rank != "vocab-order" and (tgt_counts is None or tgt_counts.shape[0] != n_tgt):
+        got = "none" if tgt_counts is None else f"{tgt_counts.shape[0]} entries"
+        raise StageError(f"target_counts has {got} for a {n_tgt}-token target vocabulary; "
+                         "recount the English corpus with the same tokenizer")
     tgt_roles, src_roles = _role_ids(tgt_tok), _role_ids(src_tok)
     tgt_special = set(tgt_roles.values()) | set(tgt_tok.all_special_ids)
     tgt_plain = np.array([i for i in range(n_tgt) if i not in tgt_special], dtype=np.int64)
-    tgt_ranked = tgt_plain[np.argsort(-tgt_counts[tgt_plain], kind="stable")]
-    src_ranked = _ranked_source_rows(src_tok, n_src_rows, src_counts)
+    tgt_ranked = tgt_plain if rank == "vocab-order" else tgt_plain[np.argsort(-tgt_counts[tgt_plain], kind="stable")]
+    src_ranked = _ranked_source_rows(src_tok, n_src_rows, src_counts if rank == "counts" else None)
     if len(tgt_ranked) > len(src_ranked) and not grow:
         raise StageError(
             f"the target vocabulary has {len(tgt_ranked)} ordinary tokens but the source embedding table has only "
@@ -155,6 +192,34 @@ def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray,
     if unmatched:  # extra special tokens of the target (none in our tokenizers) get the [UNK] row
         row_map[unmatched] = src_roles["unk"]
     return row_map, tgt_ranked
+
+
+def token_kind(token: str | None) -> str:
+    """"character" (one letter, with or without "##"), "subword" ("##" piece), "word", or "reserved"."""
+    if token is None or _RESERVED.match(token):
+        return "reserved"
+    piece = token[2:] if token.startswith("##") else token
+    if len(piece) == 1:
+        return "character"
+    return "subword" if token.startswith("##") else "word"
+
+
+def kind_report(ranked: np.ndarray, row_map: np.ndarray, tgt_tokens: list, src_tokens: list) -> dict:
+    """How many of the top English ranks get a source row of the same kind (words get words, characters get
+    characters): the sanity check that tells a meaningful rank alignment from an offset one."""
+    out = {}
+    for top in KIND_TOPS:
+        pairs = [(tgt_tokens[int(t)], src_tokens[int(row_map[t])]) for t in ranked[:top] if row_map[t] >= 0]
+        if pairs:
+            same = sum(token_kind(a) == token_kind(b) for a, b in pairs)
+            out[f"top{top}"] = {"pairs": len(pairs), "same_kind": same, "share": same / len(pairs)}
+    return out
+
+
+def character_share(rows: np.ndarray, src_tokens: list, top: int = 100) -> float:
+    """Share of single characters among the first `top` ranked source rows."""
+    head = [src_tokens[int(r)] for r in rows[:top]]
+    return sum(token_kind(t) == "character" for t in head) / max(len(head), 1)
 
 
 def keep_row_map(src_tok, n_src_rows: int, keep: int | None) -> np.ndarray:
@@ -220,7 +285,36 @@ def lowercases(tokenizer) -> bool:
     return normalizer is not None and normalizer.normalize_str("Ab") == "ab"
 
 
-def transfer(cfg: TransferConfig) -> TransferResult:
+def _load_source(cfg: TransferConfig, log: Callable[[str], None]):
+    """The source MLM model, with a seeded head when the checkpoint has none (and what was missing, said)."""
+    from transformers import AutoModelForMaskedLM
+
+    path = resolve_pretrained(cfg.source)
+    # Seeded right before loading: whatever the checkpoint lacks (the MLM head of a `BertModel`) is initialised
+    # by transformers' BERT init from the global RNG, so without this two loads differ and reruns differ.
+    set_seed(cfg.seed)
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    except (OSError, ValueError) as e:
+        raise StageError(f"cannot load {cfg.source!r} as a masked-LM BERT: {e}. Give a folder written by "
+                         "save_pretrained (config.json + model.safetensors) or a hub id of a BERT-like model") from e
+    missing = sorted(info["missing_keys"])
+    head = {"missing_keys": missing, "unexpected_keys": sorted(info["unexpected_keys"]),
+            "initialised": None}
+    if missing:
+        head["initialised"] = (f"transformers' {type(model).__name__} init (normal std "
+                               f"{getattr(model.config, 'initializer_range', 0.02)}, zero bias, LayerNorm 1/0) "
+                               f"from seed {cfg.seed}; decoder tied to the input embeddings")
+        log(f"[transfer] {cfg.source} has no weights for {len(missing)} tensor(s) ({', '.join(missing)}): "
+            f"initialised with {head['initialised']}")
+    if not any(Path(path).glob("*.safetensors")):
+        # transformers loads pickled checkpoints with torch.load(weights_only=True): tensors only, no code runs.
+        log(f"[transfer] {cfg.source} has no safetensors file; its pickled weights were loaded with "
+            "weights_only=True (tensors only)")
+    return model, head
+
+
+def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> TransferResult:
     from transformers import AutoConfig, AutoModelForMaskedLM
     quiet_transformers()
     t0 = time.time()
@@ -235,7 +329,7 @@ def transfer(cfg: TransferConfig) -> TransferResult:
             raise StageError(f"{cfg.mode} mode needs target_tokenizer (the English tokenizer folder)")
         tgt_tok = load_tokenizer(cfg.target_tokenizer)
         if cfg.mode == "scratch":   # the source's architecture, the new vocabulary
-            config = AutoConfig.from_pretrained(cfg.source)
+            config = AutoConfig.from_pretrained(resolve_pretrained(cfg.source))
             config.vocab_size = len(tgt_tok)
             config.pad_token_id = tgt_tok.pad_token_id
         else:
@@ -256,13 +350,14 @@ def transfer(cfg: TransferConfig) -> TransferResult:
                               time.time() - t0)
 
     src_tok = load_tokenizer(cfg.source)
-    model = AutoModelForMaskedLM.from_pretrained(cfg.source)
+    model, report["mlm_head"] = _load_source(cfg, log)
     emb = model.get_input_embeddings().weight.detach().clone()
     head = model.get_output_embeddings()
     bias = head.bias.detach().clone() if head is not None and head.bias is not None else None
     n_src_rows = emb.shape[0]
     src_tokens = src_tok.convert_ids_to_tokens(list(range(min(len(src_tok), n_src_rows))))
     src_tokens += [None] * (n_src_rows - len(src_tokens))
+    src_special = set(_role_ids(src_tok).values()) | set(src_tok.all_special_ids)
 
     if cfg.mode == "keep":
         row_map = keep_row_map(src_tok, n_src_rows, cfg.keep_vocab_size)
@@ -270,7 +365,6 @@ def transfer(cfg: TransferConfig) -> TransferResult:
         new_tok = load_tokenizer(str(out), expected_vocab_size=len(row_map))
         report.update(kept=len(row_map), dropped=n_src_rows - len(row_map))
         ranked, counts = np.arange(len(row_map)), None
-        identity = len(row_map)
     else:
         if not cfg.target_tokenizer or not cfg.target_counts:
             raise StageError(f"{cfg.mode} mode needs target_tokenizer and target_counts (English token counts)")
@@ -293,14 +387,25 @@ def transfer(cfg: TransferConfig) -> TransferResult:
         src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
         row_map, ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,
                                             shuffle_seed=cfg.seed if cfg.mode == "random-map" else None,
-                                            grow=cfg.grow_embeddings)
+                                            grow=cfg.grow_embeddings, rank=cfg.rank)
         new_tok.save_pretrained(str(out))
-        new_tokens = new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
-        identity = sum(1 for t, r in zip(new_tokens, row_map) if r >= 0 and src_tokens[int(r)] == t)
-        report.update(new_rows=int((row_map == NEW_ROW).sum()),
-                      source_ranking="source corpus counts" if src_counts is not None else "source vocab order",
+        source_ranked = _ranked_source_rows(src_tok, n_src_rows, src_counts if cfg.rank == "counts" else None)
+        chars = character_share(source_ranked, src_tokens)
+        report.update(rank=cfg.rank, new_rows=int((row_map == NEW_ROW).sum()),
+                      source_ranking="source corpus counts" if cfg.rank == "counts" else "source vocab order",
+                      target_ranking="vocab order" if cfg.rank == "vocab-order" else "English corpus counts",
+                      source_top100_character_share=chars,
                       unused_source_rows=n_src_rows - len(set(row_map.tolist())),
                       target_tokens_unseen=int((counts[ranked] == 0).sum()))
+        if chars > CHARACTER_WARNING:
+            report["warning"] = (f"{chars:.0%} of the source's 100 top-ranked rows are single characters "
+                                 f"(rank: {cfg.rank}); frequent English tokens will take character rows. "
+                                 + ("Rank both sides by counts (rank: counts with a source_corpus) or by vocab "
+                                    "order (rank: vocab-order)." if cfg.rank == "hybrid" else
+                                    "Check that the source counts come from a source-language corpus."
+                                    if cfg.rank == "counts" else "Both sides are in id order, so characters "
+                                    "take characters; rank: counts aligns words by frequency instead."))
+            log(f"[transfer] warning: {report['warning']}")
 
     idx = torch.as_tensor(row_map).clamp(min=0)
     new = torch.as_tensor(row_map == NEW_ROW)
@@ -322,14 +427,20 @@ def transfer(cfg: TransferConfig) -> TransferResult:
 
     new_tokens = new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
     new_roles = _role_ids(new_tok)
+    new_special = set(new_roles.values()) | set(new_tok.all_special_ids)
+    # Ordinary tokens whose row is the source row of the same string; specials match by role and are counted
+    # apart, so a count of 5 on a BERT vocabulary no longer reads as "5 words kept their rows".
+    identity = sum(1 for i, (t, r) in enumerate(zip(new_tokens, row_map))
+                   if i not in new_special and r >= 0 and int(r) not in src_special and src_tokens[int(r)] == t)
     report.update(
         source_rows=n_src_rows, target_vocab_size=len(row_map), identity_count=int(identity),
+        special_identity_count=sum(1 for r in ROLES
+                                   if src_tokens[int(row_map[new_roles[r]])] == new_tokens[new_roles[r]]),
         special_tokens={r: {"target_id": new_roles[r], "target": new_tokens[new_roles[r]],
                             "source_row": int(row_map[new_roles[r]]), "source": src_tokens[int(row_map[new_roles[r]])]}
                         for r in ROLES},
+        same_kind=kind_report(ranked, row_map, new_tokens, src_tokens),
         bands=_rank_bands(ranked, row_map, new_tokens, src_tokens, counts))
     write_json(out / "mapping_report.json", report)
     return TransferResult(str(out), cfg.mode, len(row_map), n_src_rows, int(identity),
                           str(out / "mapping_report.json"), time.time() - t0)
-
-

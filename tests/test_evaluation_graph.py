@@ -80,7 +80,7 @@ def test_sections_left_out_add_no_nodes(tmp_path):
     ("sources.S.source_tasks=[sentiment-S]", "use scandisent-<lang> or stsb-<lang>"),
     ("forgetting.english_tasks=[scandisent-fi]", "no data for task 'scandisent-fi'"),
     ("probe.layers=[]", "probe.layers"),
-    ("probe.punctuation=drop", "probe.punctuation"),
+    ("probe.min_words=0", "probe.min_words"),
     ("wic.seeds=[]", "wic.seeds"),
     ("wic.learnig_rate=1", "unknown key wic.learnig_rate"),
 ])

@@ -142,6 +142,9 @@ def test_sst2_learns_the_cue_word_and_writes_results(sst2_runs, glue_root):
     assert saved["task"] == "sst2" and saved["metrics"] == res.metrics
     assert saved["config"]["learning_rate"] == 2e-3 and saved["seconds"] == pytest.approx(res.seconds)
     assert not (Path(res.output_dir) / "model").exists()  # save_model defaults to False
+    # clean files, defined metrics, predict_test off by default
+    assert res.dropped_rows == saved["dropped_rows"] == {} and res.degenerate == saved["degenerate"] == []
+    assert res.test_predictions == [] and not (Path(res.output_dir) / "glue_test").exists()
 
     train = [(s, m) for s, m in logs if "train/loss" in m]
     evals = [(s, m) for s, m in logs if any(k.startswith("eval/") for k in m)]
@@ -215,7 +218,7 @@ def test_bad_config_is_refused_with_the_fix(tmp_path, tiny_bert, glue_root):
         finetune(base.replace(max_length=512), log=lambda *_: None)
     with pytest.raises(StageError, match="GLUE FAQ 12"):
         finetune(base.replace(task="wnli"), log=lambda *_: None)
-    with pytest.raises(StageError, match="cannot load a tokenizer"):
+    with pytest.raises(StageError, match="model folder .*nope' does not exist"):
         finetune(base.replace(model=str(tmp_path / "nope")), log=lambda *_: None)
 
 
@@ -282,3 +285,129 @@ def test_pad_batch_right_pads_to_the_longest_of_the_batch():
     assert out["token_type_ids"].tolist() == [[0, 1, 1], [0, 0, 0]]
     assert all(v.dtype == torch.long for v in out.values())
     assert set(pad_batch([[1, 2]], None, pad_id=0)) == {"input_ids", "attention_mask"}   # no types: no key
+
+
+# ------------------------------------------------------------------------------- test predictions, drops, NaN
+
+def test_new_data_settings_are_sweep_keys_and_only_predict_test_is_hashed(tmp_path):
+    from orchestrator.config import DEFAULT_CONFIG, FinetuneSection, load_sweep
+    from orchestrator.graph import build_graph
+    from stages.common import is_hashed
+
+    for name in ("strict", "predict_test"):
+        assert name in FinetuneSection.model_fields and name in FinetuneConfig.model_fields
+    strict, predict_test = FinetuneConfig.model_fields["strict"], FinetuneConfig.model_fields["predict_test"]
+    assert strict.default is False and predict_test.default is False
+    assert not is_hashed(strict) and is_hashed(predict_test)
+    # in the sweep: finetune.strict reaches the node's config without changing its hash; predict_test re-runs it
+    graphs = {o: build_graph(load_sweep(DEFAULT_CONFIG, [o] if o else [], base_dir=tmp_path))
+              for o in ("", "finetune.strict=true", "finetune.predict_test=true")}
+    node = "finetune/S/rte/seed1"
+    assert graphs["finetune.strict=true"].nodes[node].params["config"]["strict"] is True
+    assert graphs["finetune.strict=true"].nodes[node].hash == graphs[""].nodes[node].hash
+    assert graphs["finetune.predict_test=true"].nodes[node].hash != graphs[""].nodes[node].hash
+
+
+def read_prediction_file(path: Path) -> tuple[list[str], list[str]]:
+    lines = path.read_text().splitlines()
+    assert lines[0] == "index\tprediction"
+    rows = [line.split("\t") for line in lines[1:]]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def glue_with_tests(tmp_path_factory) -> Path:
+    """A GLUE root with test files in the official layout, and a few malformed rows in SST-2's train file."""
+    root = tmp_path_factory.mktemp("glue_tests")
+    rng = random.Random(7)
+    train = sst2_rows(60, seed=4)
+    # line 1 is the header: the short row lands on line 12, the empty label on line 32
+    train.insert(10, ["a review whose label column is lost"])
+    train.insert(30, [sentence(rng, "good"), ""])
+    write_tsv(root / "SST-2" / "train.tsv", ["sentence", "label"], train)
+    write_tsv(root / "SST-2" / "dev.tsv", ["sentence", "label"], sst2_rows(16, seed=5))
+    write_tsv(root / "SST-2" / "test.tsv", ["index", "sentence"],
+              [[str(100 + i), text] for i, (text, _) in enumerate(sst2_rows(12, seed=6))])
+
+    head = ["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2"]
+
+    def sts(n, score=None):
+        rows = []
+        for i in range(n):
+            s1, s2 = sentence(rng), sentence(rng)
+            y = score if score is not None else 5.0 * len(set(s1.split()) & set(s2.split())) / len(set(s1.split()))
+            rows.append([str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none", s1, s2, f"{y:.3f}"])
+        return rows
+    write_tsv(root / "STS-B" / "train.tsv", head + ["score"], sts(32))
+    write_tsv(root / "STS-B" / "dev.tsv", head + ["score"], sts(8, score=2.0))   # constant gold: no correlation
+    write_tsv(root / "STS-B" / "test.tsv", head, [r[:-1] for r in sts(10)])
+
+    labels = ["entailment", "neutral", "contradiction"]
+    mnli_head = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                 "sentence1_parse", "sentence2_parse", "sentence1", "sentence2"]
+
+    def nli(n, gold: bool):
+        rows = []
+        for i in range(n):
+            s1, s2 = sentence(rng), sentence(rng)
+            rows.append([str(i), str(i), f"{i}n", "fiction", f"( {s1} )", f"( {s2} )", f"(ROOT {s1})", f"(ROOT {s2})",
+                         s1, s2] + ([labels[i % 3], labels[i % 3]] if gold else []))
+        return rows
+    write_tsv(root / "MNLI" / "train.tsv", mnli_head + ["label1", "gold_label"], nli(24, True))
+    for name in ("dev_matched.tsv", "dev_mismatched.tsv"):
+        write_tsv(root / "MNLI" / name, mnli_head + ["label1", "gold_label"], nli(6, True))
+    write_tsv(root / "MNLI" / "test_matched.tsv", mnli_head, nli(7, False))
+    write_tsv(root / "MNLI" / "test_mismatched.tsv", mnli_head, nli(5, False))
+    write_tsv(root / "diagnostic" / "diagnostic.tsv", ["index", "sentence1", "sentence2"],
+              [[str(i), sentence(rng), sentence(rng)] for i in range(9)])
+    return root
+
+
+def test_sst2_test_predictions_and_dropped_rows(tmp_path, tiny_bert, glue_with_tests):
+    lines = []
+    res = finetune(FinetuneConfig(model=tiny_bert, task="sst2", output_dir=str(tmp_path / "o"),
+                                  data_dir=str(glue_with_tests), learning_rate=2e-3, batch_size=8, epochs=1,
+                                  num_threads=1, predict_test=True, save_model=True), log=lines.append)
+    assert res.train_examples == 60   # 62 rows, 2 of them malformed
+    expected_drops = {"train": {"count": 2, "first": ["train.tsv line 12", "train.tsv line 32"]}}
+    assert res.dropped_rows == expected_drops
+    assert any("train: skipped 2 malformed row(s)" in line and "train.tsv line 12" in line for line in lines)
+    saved = json.loads((tmp_path / "o" / "eval_results.json").read_text())
+    assert saved["dropped_rows"] == expected_drops and saved["test_predictions"] == ["SST-2.tsv"]
+    # The file: the test file's own indices, and the saved model's predictions as the leaderboard's 0/1.
+    test_rows = read_tsv(glue_with_tests / "SST-2" / "test.tsv", 0, 1)
+    pred = saved_model_logits(tmp_path / "o" / "model", [(t,) for _, t in test_rows]).argmax(-1)
+    indices, values = read_prediction_file(tmp_path / "o" / "glue_test" / "SST-2.tsv")
+    assert indices == [str(100 + i) for i in range(12)] and values == [str(int(p)) for p in pred]
+    assert sorted(p.name for p in (tmp_path / "o" / "glue_test").iterdir()) == ["SST-2.tsv"]
+
+
+def test_mnli_predicts_both_test_sets_and_ax(tmp_path, tiny_bert, glue_with_tests):
+    res = finetune(FinetuneConfig(model=tiny_bert, task="mnli", output_dir=str(tmp_path / "o"),
+                                  data_dir=str(glue_with_tests), learning_rate=1e-3, batch_size=8, epochs=1,
+                                  num_threads=1, predict_test=True, save_model=True), log=lambda *_: None)
+    assert res.test_predictions == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
+    for name, path, a, b in (("MNLI-m.tsv", "MNLI/test_matched.tsv", 8, 9),
+                             ("MNLI-mm.tsv", "MNLI/test_mismatched.tsv", 8, 9),
+                             ("AX.tsv", "diagnostic/diagnostic.tsv", 1, 2)):
+        rows = read_tsv(glue_with_tests / path, 0, a, b)
+        pred = saved_model_logits(tmp_path / "o" / "model", [(s1, s2) for _, s1, s2 in rows]).argmax(-1)
+        indices, values = read_prediction_file(tmp_path / "o" / "glue_test" / name)
+        assert indices == [r[0] for r in rows] and values == [MNLI_LABELS[p] for p in pred], name
+
+
+def test_stsb_constant_dev_gold_is_degenerate_and_test_scores_are_clipped(tmp_path, tiny_bert, glue_with_tests):
+    lines = []
+    res = finetune(FinetuneConfig(model=tiny_bert, task="stsb", output_dir=str(tmp_path / "o"),
+                                  data_dir=str(glue_with_tests), learning_rate=1e-3, batch_size=8, epochs=1,
+                                  num_threads=1, predict_test=True, save_model=True), log=lines.append)
+    assert set(res.metrics) == {"spearman", "pearson"} and all(math.isnan(v) for v in res.metrics.values())
+    assert res.degenerate == ["spearman", "pearson"]
+    assert any("degenerate" in line for line in lines)
+    saved = json.loads((tmp_path / "o" / "eval_results.json").read_text())   # Python's json reads NaN back
+    assert saved["degenerate"] == ["spearman", "pearson"] and math.isnan(saved["metrics"]["spearman"])
+    rows = read_tsv(glue_with_tests / "STS-B" / "test.tsv", 0, 7, 8)
+    raw = saved_model_logits(tmp_path / "o" / "model", [(a, b) for _, a, b in rows])[:, 0]
+    indices, values = read_prediction_file(tmp_path / "o" / "glue_test" / "STS-B.tsv")
+    assert indices == [r[0] for r in rows]
+    assert [float(v) for v in values] == pytest.approx([min(5.0, max(0.0, float(x))) for x in raw], abs=5e-4)

@@ -198,20 +198,108 @@ def test_max_examples_keeps_the_first_rows(tmp_path):
 
 @pytest.mark.parametrize("task,row,expect", [
     ("qqp", ["363362", "493340", "493341", "a question without a partner\t"],
-     "expected 6 tab-separated columns, found 5"),
-    ("rte", ["2", "a", "b", "maybe"], "unknown label 'maybe'"),
-    ("stsb", ["2", "g", "f", "2012", "0002", "none", "none", "a", "b", "n/a"], "'n/a' is not a number"),
-    ("cola", ["gj04", "1", "only three columns"], "expected 4 tab-separated columns, found 3"),
+     "expected 6 tab-separated columns, found 5. This QQP file is malformed"),
+    ("rte", ["2", "a", "b", "maybe", "extra"], "expected 4 tab-separated columns, found 5. This RTE file"),
+    ("cola", ["gj04", "1", "only three columns"], "expected 4 tab-separated columns, found 3. This CoLA file"),
 ])
-def test_malformed_row_names_file_and_line(tmp_path, task, row, expect):
+def test_strict_refuses_a_malformed_row_naming_task_file_and_line(tmp_path, task, row, expect):
     folder = write_task(tmp_path, task)
     header, rows, _ = LAYOUTS[task]["train.tsv"]
     write_tsv(folder / "train.tsv", header, rows + [row])
     line = len(rows) + (2 if header else 1)
     with pytest.raises(StageError) as e:
-        load_split(task, "train", str(tmp_path))
+        load_split(task, "train", str(tmp_path), strict=True)
     msg = str(e.value)
     assert "train.tsv" in msg and f"line {line}" in msg and expect in msg
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("task,row,expect", [
+    ("rte", ["2", "a", "b", "maybe"], "unknown label 'maybe'"),
+    ("stsb", ["2", "g", "f", "2012", "0002", "none", "none", "a", "b", "n/a"], "'n/a' is not a number"),
+    ("mnli", mnli_row(3, "A premise here", "A hypothesis", "entailment", 1)[:-1] + ["-"], "unknown label '-'"),
+])
+def test_a_label_that_is_not_a_label_fails_in_both_modes(tmp_path, task, row, expect, strict):
+    """Like the reference readers (the datasets builder's int(label) raises): a wrong label scheme is an error."""
+    folder = write_task(tmp_path, task)
+    header, rows, _ = LAYOUTS[task]["train.tsv"]
+    write_tsv(folder / "train.tsv", header, rows + [row])
+    with pytest.raises(StageError, match=rf"train.tsv line {len(rows) + 2} .*{expect}"):
+        load_split(task, "train", str(tmp_path), strict=strict)
+
+
+def reference_kept(task: str, path: Path) -> list[Example]:
+    """The examples the `datasets` GLUE builder keeps, by its own rule, written out here: csv.DictReader (a
+    short row leaves the missing columns None, extra fields go to the key None), then a row is kept only
+    when every text column it reads and its label are present and the label is not empty."""
+    import csv
+
+    spec = get_task(task)
+    a, b, y = spec.tsv_columns
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        out = []
+        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            values = [row.get(a), row.get(b) if b else "", row.get(y)]
+            if any(v is None for v in values) or not values[2]:
+                continue
+            label = float(values[2]) if spec.is_regression else spec.label_names.index(values[2])
+            out.append(Example(values[0], row[b] if b else None, label))
+    return out
+
+
+# Malformed rows appended to each task's train file: (row, dropped?). QQP's real defect is the first kind.
+MALFORMED = {
+    "qqp": [(["363362", "493340", "493341", "a question without a partner"], True),    # too few fields
+            (["1", "2", "3", "Is it?", "Is it so?", ""], True),                          # empty label
+            (["4", "5", "6", "Why?", "Why not?", "1", "trailing junk"], False)],          # extra field: read
+    "mnli": [(mnli_row(3, "Cats sleep.", "Cats nap.", "entailment", 1)[:-1], True),     # no gold_label field
+             (mnli_row(4, "Dogs bark.", "Dogs are loud.", "neutral", 1)[:-1] + [""], True),
+             (mnli_row(5, "It rains.", "It is dry.", "contradiction", 1) + ["x", "y"], False)],
+    "stsb": [(["2", "main-news", "headlines", "2013", "0009", "none", "none", "A cat.", "A dog."], True),
+             (["3", "main-news", "headlines", "2013", "0010", "none", "none", "A cat.", "A cat.", ""], True),
+             (["4", "main-news", "headlines", "2013", "0011", "none", "none", "Rain.", "Snow.", "1.5", "x"], False)],
+    "rte": [(["2", "Only a premise"], True), (["3", "A premise.", "A hypothesis.", "entailment", "extra"], False)],
+}
+
+
+@pytest.mark.parametrize("task", list(MALFORMED))
+def test_lenient_reading_keeps_what_the_reference_reader_keeps(tmp_path, task):
+    from stages.task_spec import DroppedRows
+
+    folder = write_task(tmp_path, task)
+    header, rows, good = LAYOUTS[task]["train.tsv"]
+    bad = MALFORMED[task]
+    write_tsv(folder / "train.tsv", header, rows + [r for r, _ in bad])
+    dropped = DroppedRows()
+    got = load_split(task, "train", str(tmp_path), dropped=dropped)
+    assert got == reference_kept(task, folder / "train.tsv")
+    assert len(got) == len(good) + sum(not d for _, d in bad) and got[:len(good)] == good
+    first_bad = len(rows) + 2   # header line, then the good rows
+    assert dropped.as_dict() == {"count": sum(d for _, d in bad),
+                                 "first": [f"train.tsv line {first_bad + i}" for i, (_, d) in enumerate(bad) if d]}
+
+
+def test_dropped_rows_name_only_the_first_five_and_max_examples_counts_kept_rows(tmp_path):
+    from stages.task_spec import DroppedRows
+
+    folder = write_task(tmp_path, "cola")
+    rows = []
+    for i in range(7):   # rows 1, 3, 5, ... of the file: a short row, then a good one
+        rows += [["gj04", "1", "short"], ["gj04", str(i % 2), "", f"Sentence {i}."]]
+    write_tsv(folder / "train.tsv", None, rows)
+    dropped = DroppedRows()
+    got = load_split("cola", "train", str(tmp_path), max_examples=6, dropped=dropped)
+    assert got == [Example(f"Sentence {i}.", None, i % 2) for i in range(6)]
+    # the 6th example is on line 12; the short rows before it are on lines 1, 3, ..., 11
+    assert dropped.count == 6 and dropped.first == [f"train.tsv line {n}" for n in (1, 3, 5, 7, 9)]
+
+
+def test_an_unreadable_file_names_its_task(tmp_path):
+    folder = write_task(tmp_path, "rte")
+    (folder / "dev.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\t\xff\xfe bad\tb\tentailment\n")
+    with pytest.raises(StageError, match=r"cannot be read as a RTE TSV file \(UnicodeDecodeError") as e:
+        load_split("rte", "", str(tmp_path))
+    assert "QQP" not in str(e.value)
 
 
 def test_missing_folder_file_and_empty_split(tmp_path):
@@ -243,6 +331,89 @@ def test_task_and_split_errors(tmp_path):
         load_split("mnli", "", str(tmp_path))
     with pytest.raises(StageError, match="no split 'm'"):
         load_split("sst2", "m", str(tmp_path))
+
+
+# Test files as download_glue_data.py writes them: task -> (path in the root, header, rows, expected
+# (index, text_a, text_b) per row). CoLA's test file has a header, unlike its train/dev; QQP's index is `id`.
+TEST_LAYOUTS = {
+    ("cola", ""): ("CoLA/test.tsv", ["index", "sentence"], [["0", "Bill whistled past the house."]],
+                   [("0", "Bill whistled past the house.", None)]),
+    ("sst2", ""): ("SST-2/test.tsv", ["index", "sentence"], [["0", "uneasy mishmash of styles and genres ."],
+                                                            ["1", '" this film \'s relationship to actual tension "']],
+                   [("0", "uneasy mishmash of styles and genres .", None),
+                    ("1", '" this film \'s relationship to actual tension "', None)]),
+    ("mrpc", ""): ("MRPC/test.tsv", ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"],
+                   [["0", "1089874", "1089925", "PCCW 's chief ...", "Current Chief ..."]],
+                   [("0", "PCCW 's chief ...", "Current Chief ...")]),
+    ("stsb", ""): ("STS-B/test.tsv", STSB_HEAD[:-1],
+                   [["0", "main-captions", "MSRvid", "2012test", "0024", "none", "none", "A girl is styling her hair.",
+                     "A girl is brushing her hair."]],
+                   [("0", "A girl is styling her hair.", "A girl is brushing her hair.")]),
+    ("qqp", ""): ("QQP/test.tsv", ["id", "question1", "question2"],
+                  [["0", "Why do rockets look white?", "Why are rockets white?"]],
+                  [("0", "Why do rockets look white?", "Why are rockets white?")]),
+    ("mnli", "m"): ("MNLI/test_matched.tsv", MNLI_HEAD,
+                    [mnli_row(0, "Hierbas is a drink.", "It is sweet.", "x", 0)[:-1]],
+                    [("0", "Hierbas is a drink.", "It is sweet.")]),
+    ("mnli", "mm"): ("MNLI/test_mismatched.tsv", MNLI_HEAD, [mnli_row(7, "What a day.", "It was long.", "x", 0)[:-1]],
+                     [("7", "What a day.", "It was long.")]),
+    ("mnli", "ax"): ("diagnostic/diagnostic.tsv", ["index", "sentence1", "sentence2"],
+                     [["0", "The cat sat on the mat.", "The cat did not sit on the mat."]],
+                     [("0", "The cat sat on the mat.", "The cat did not sit on the mat.")]),
+    ("qnli", ""): ("QNLI/test.tsv", ["index", "question", "sentence"], [["0", "What is it?", "It is a test."]],
+                   [("0", "What is it?", "It is a test.")]),
+    ("rte", ""): ("RTE/test.tsv", ["index", "sentence1", "sentence2"], [["0", "Mangla was built.", "Mangla is a dam."]],
+                  [("0", "Mangla was built.", "Mangla is a dam.")]),
+}
+
+
+def test_every_test_split_reads_its_real_layout(tmp_path):
+    from stages.glue import load_test_split
+
+    for (task, key), (path, header, rows, expect) in TEST_LAYOUTS.items():
+        write_tsv(tmp_path / path, header, rows)
+    assert {(t, s.key) for t, spec in GLUE_TASKS.items() for s in spec.test_splits} == set(TEST_LAYOUTS)
+    for (task, key), (_, _, _, expect) in TEST_LAYOUTS.items():
+        indices, examples = load_test_split(task, key, str(tmp_path))
+        assert list(zip(indices, [e.text_a for e in examples], [e.text_b for e in examples])) == expect, task
+        assert all(e.label is None for e in examples)
+    # the leaderboard's file names
+    assert [s.submission_file for spec in GLUE_TASKS.values() for s in spec.test_splits] == [
+        "CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv", "QNLI.tsv",
+        "RTE.tsv"]
+
+
+def test_missing_test_file_is_none_and_ax_is_found_under_its_other_name(tmp_path):
+    from stages.glue import load_test_split
+
+    assert load_test_split("rte", "", str(tmp_path)) is None
+    write_tsv(tmp_path / "AX.tsv", ["index", "sentence1", "sentence2"], [["0", "a", "b"], ["1", "c", "d"]])
+    indices, examples = load_test_split("mnli", "ax", str(tmp_path))
+    assert indices == ["0", "1"] and [(e.text_a, e.text_b) for e in examples] == [("a", "b"), ("c", "d")]
+    with pytest.raises(StageError, match="test split keys: 'm', 'mm', 'ax'"):
+        load_test_split("mnli", "", str(tmp_path))
+    write_tsv(tmp_path / "RTE" / "test.tsv", ["idx", "premise", "hypothesis"], [["0", "a", "b"]])
+    with pytest.raises(StageError, match="lacks column.*RTE file"):
+        load_test_split("rte", "", str(tmp_path))
+
+
+def test_hub_test_split_keeps_the_hub_index(monkeypatch):
+    import datasets
+
+    from stages.glue import load_test_split
+
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_dict({"premise": ["p0", "p1"], "hypothesis": ["h0", "h1"], "label": [-1, -1],
+                                           "idx": [5, 9]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    indices, examples = load_test_split("mnli", "ax", None)
+    assert indices == ["5", "9"] and examples == [Example("p0", "h0", None), Example("p1", "h1", None)]
+    load_test_split("mnli", "mm", None)
+    assert calls == [("nyu-mll/glue", "ax", "test"), ("nyu-mll/glue", "mnli", "test_mismatched")]
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -320,10 +491,13 @@ def test_stsb_correlations_by_hand():
     assert got["pearson"] == pytest.approx(154 / 170)
 
 
-def test_constant_regression_predictions_give_zero_without_warnings():
-    zero = {"spearman": 0.0, "pearson": 0.0}
-    assert no_warnings(compute_metrics, "stsb", [2.5] * 5, [0.0, 1.0, 2.0, 3.0, 4.0]) == zero
-    assert no_warnings(compute_metrics, "stsb", [0.0, 1.0, 2.0], [3.0] * 3) == zero
+def test_constant_regression_vectors_give_nan_correlations_without_warnings():
+    """A constant vector has zero variance: Pearson's and Spearman's denominators are 0, the value undefined."""
+    for pred, gold in (([2.5] * 5, [0.0, 1.0, 2.0, 3.0, 4.0]), ([0.0, 1.0, 2.0], [3.0] * 3)):
+        got = no_warnings(compute_metrics, "stsb", pred, gold)
+        assert set(got) == {"spearman", "pearson"} and all(math.isnan(v) for v in got.values())
+    # nearly constant is still defined: two distinct values correlate perfectly with a matching gold order
+    assert compute_metrics("stsb", [1.0, 1.0, 2.0], [0.0, 0.0, 5.0]) == pytest.approx({"spearman": 1.0, "pearson": 1.0})
 
 
 def test_metric_input_errors():

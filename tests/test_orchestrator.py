@@ -37,8 +37,10 @@ def test_demo_graph_shape_and_dependencies(tmp_path):
     assert n["tokenize/E/en-1000-cased"].parents == ("tokenizer/en-1000-cased",)
     assert n["tokenize/E/en-1000-cased"].resources == {"cpu": 1, "gpu": 0}
     assert n["pretrain/S"].parents == ("tokenizer/S-1000-cased", "tokenize/S/S-1000-cased")
+    # rank: counts (the default): the built source's rows are ranked by its counts on its own build corpus,
+    # the node its pretraining already reads
     assert set(n["pretrain/S-to-en-frequency"].parents) == {"pretrain/S", "tokenizer/en-1000-cased",
-                                                            "tokenize/E/en-1000-cased"}
+                                                            "tokenize/E/en-1000-cased", "tokenize/S/S-1000-cased"}
     assert n["pretrain/S-to-en-keep"].parents == ("pretrain/S",)  # keep needs no English vocabulary
     # architecture from config, no wait for the source
     assert n["pretrain/en-scratch"].parents == ("tokenizer/en-1000-cased", "tokenize/E/en-1000-cased")
@@ -61,7 +63,8 @@ def test_paper_graph_matches_the_study(tmp_path):
     models = {n.model for n in kinds["finetune"]}
     assert len(models) == 15 + 1 + 6 and len(kinds["finetune"]) == 22 * 8 * 5
     assert g.nodes["pretrain/ar1-to-en-frequency"].parents == ("tokenizer/en-32000-uncased",
-                                                               "tokenize/wiki_en/en-32000-uncased")
+                                                               "tokenize/wiki_en/en-32000-uncased",
+                                                               "tokenize/wiki_ar/ar1-source")
     assert g.nodes["tokenize/wiki_en/en-32000-uncased"].resources == {"cpu": 8, "gpu": 0}
     assert g.nodes["finetune/bert-base/mnli/seed3"].parents == ()  # hub model: ready at once
     assert g.nodes["pretrain/sv-to-en-keep"].params["transfer"]["keep_vocab_size"] == 32000
@@ -380,8 +383,12 @@ def test_source_corpus_is_counted_in_a_tokenize_node_the_transfer_reads(tmp_path
         assert counted in node.parents
         assert node.params["transfer"]["source_counts"] == str(tmp_path / "runs/demo" / counted / "token_counts.npy")
     assert g.nodes["pretrain/S-to-en-keep"].params["transfer"]["source_counts"] is None   # keep ranks nothing
-    plain = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    # without source_corpus a built source is counted on its build corpus: here the same corpus, the same node
+    default = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    assert default.nodes["pretrain/S-to-en-frequency"].params == g.nodes["pretrain/S-to-en-frequency"].params
+    plain = build_graph(load_sweep(DEFAULT_CONFIG, [*CORE, "sources.S.rank=vocab-order"], base_dir=tmp_path))
     assert plain.nodes["pretrain/S-to-en-frequency"].params["transfer"]["source_counts"] is None
+    assert plain.nodes["pretrain/S-to-en-frequency"].params["transfer"]["rank"] == "vocab-order"
     assert counted not in plain.nodes["pretrain/S-to-en-frequency"].parents
     # a hub / local source gets a tokenize node of its own, with its model folder as the tokenizer
     (tmp_path / "src").mkdir()
@@ -391,3 +398,10 @@ def test_source_corpus_is_counted_in_a_tokenize_node_the_transfer_reads(tmp_path
     own = hub.nodes["tokenize/S/S-source"]
     assert own.params["config"]["tokenizer"] == str(tmp_path / "src") and own.parents == ()
     assert "tokenize/S/S-source" in hub.nodes["pretrain/S-to-en-frequency"].parents
+    # a hub / local source has no corpus of its own to be counted on: rank counts needs one, said at load time
+    hub_only = [*CORE, "sources.S.build=null", f"sources.S.model={tmp_path / 'src'}", "experiments.scratch=false"]
+    with pytest.raises(ConfigError, match="sources.S.rank: counts .* set sources.S.source_corpus to one .* "
+                                          "or set sources.S.rank: vocab-order"):
+        load_sweep(DEFAULT_CONFIG, hub_only, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="sources.S.source_corpus is only read with rank: counts"):
+        load_sweep(DEFAULT_CONFIG, [*hub_only, "sources.S.source_corpus=S", "sources.S.rank=hybrid"], base_dir=tmp_path)

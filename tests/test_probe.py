@@ -17,8 +17,8 @@ import stages.probe as probe_stage
 from stages.common import StageError
 from stages.features import (FeaturesConfig, TreeSentence, extract_features, load_split_features, read_conllu,
                              write_features_dir)
-from stages.probe import (ProbeConfig, _evaluate, _load, distance_loss, dspr, dspr_by_length, mst_edges,
-                          predicted_sq_distances, train_probe, tree_distances, uuas, uuas_counts)
+from stages.probe import (ProbeConfig, ProbeSettings, _evaluate, _load, distance_loss, dspr, dspr_by_length,
+                          mst_edges, predicted_sq_distances, train_probe, tree_distances, uuas, uuas_counts)
 
 
 # --- tree distances ------------------------------------------------------------------------------------
@@ -149,8 +149,32 @@ def test_uuas_details_count_edges_and_sentences_by_hand():
     keep = [None, None, None, [True, False]]
     assert uuas_counts(pred1, heads1) == (2, 3)
     got = uuas(preds, heads, keep, details=True)
-    assert got == (3 / 4, 3, 4, 2) and got.uuas == uuas(preds, heads, keep) == 0.75
-    assert (got.correct, got.gold_edges, got.sentences) == (3, 4, 2)
+    assert got == (3 / 4, 3, 4, 2, 0) and got.uuas == uuas(preds, heads, keep) == 0.75
+    assert (got.correct, got.gold_edges, got.sentences, got.gold_forests) == (3, 4, 2, 0)
+
+
+def test_uuas_gold_edges_equal_hewitt_mannings_gold_mst_when_punctuation_is_a_leaf():
+    """H&M (reporter.py, prims_matrix_to_edges) take the gold edges as the minimum spanning tree of the gold
+    distances over the non-punctuation words; we take the tree's edges between two kept words. With every
+    dropped word a leaf the two are the same set; with a dropped word inside the tree they differ, and
+    gold_forests counts that sentence."""
+    rng = random.Random(4)
+    for n in (3, 6, 9, 14):
+        heads = _random_tree(rng, n)
+        leaves = [i for i in range(n) if (i + 1) not in heads]
+        keep = [i not in leaves[:2] for i in range(n)]   # drop up to two leaves, as UD attaches punctuation
+        kept = [i for i in range(n) if keep[i]]
+        gold = _floyd_warshall(heads)
+        hm_gold = {tuple(sorted((kept[a], kept[b]))) for a, b in _scipy_mst(gold[np.ix_(kept, kept)])}
+        assert _gold_edges(heads, keep) == hm_gold
+        assert uuas([gold], [heads], [keep], details=True) == (1.0, len(kept) - 1, len(kept) - 1, 1, 0)
+    # Word 3 (dropped) has word 4 as its dependent: 0 <- 1 -> 2 -> 3 -> 4. Gold edges among kept words:
+    # (0,1), (1,2) only; H&M's gold MST over {0, 1, 2, 4} would add (2,4), two edges apart in the tree.
+    heads = [2, 0, 2, 3, 4]
+    keep = [True, True, True, False, True]
+    pred = tree_distances(heads).astype(float)
+    assert uuas_counts(pred, heads, keep) == (2, 2)
+    assert uuas([pred], [heads], [keep], details=True).gold_forests == 1
 
 
 # --- DSpr against scipy.stats.spearmanr ----------------------------------------------------------------------
@@ -222,21 +246,69 @@ def test_the_stages_evaluation_helper_on_a_hand_example(tmp_path):
         return [spearmanr(p[i], g[i]).statistic for i in range(len(g))]
 
     kept = [0, 1, 2, 3, 4]
-    length6 = np.mean(mean_rho(pred_a[np.ix_(kept, kept)], gold_a[np.ix_(kept, kept)]))  # A is a 6-word sentence
+    # H&M's DSpr: every word, punctuation included; dspr_nopunct: the rows and columns of words 0-4 only.
+    # Both group A under its full length, 6.
+    length6 = np.mean(mean_rho(pred_a, gold_a))
+    length6_nopunct = np.mean(mean_rho(pred_a[np.ix_(kept, kept)], gold_a[np.ix_(kept, kept)]))
     length3 = np.mean(mean_rho(pred_b, gold_b))
+    assert abs(length6 - length6_nopunct) > 0.02  # the example tells the two DSpr variants apart
     got = _evaluate(split, proj, cfg, torch.device("cpu"))
     assert got["uuas"] == pytest.approx(5 / 6)
     assert (got["uuas_edges"], got["uuas_sentences"], got["dspr_lengths"]) == (6, 2, 2)
     assert got["dspr_by_length"] == pytest.approx({3: length3, 6: length6})
     assert got["dspr"] == pytest.approx((length3 + length6) / 2)
-    assert 0.5 < length6 < 1 and 0.5 < length3 < 1  # the example is not degenerate: both means are informative
+    assert got["dspr_nopunct_by_length"] == pytest.approx({3: length3, 6: length6_nopunct})
+    assert got["dspr_nopunct"] == pytest.approx((length3 + length6_nopunct) / 2)
+    # the example is not degenerate: every mean is informative
+    assert 0.4 < length6 < 1 and 0.5 < length6_nopunct < 1 and 0.5 < length3 < 1
+    # UUAS over every word (the punctuation edge (1,5) is gold again): 2 of 5 in A and 2 of 2 in B.
+    assert got["uuas_withpunct"] == pytest.approx(4 / 7)
 
     narrow = _evaluate(split, proj, cfg.replace(min_words=4), torch.device("cpu"))
     assert narrow["dspr"] == pytest.approx(length6) and narrow["dspr_lengths"] == 1
+    assert narrow["dspr_nopunct"] == pytest.approx(length6_nopunct) and narrow["dspr_nopunct_lengths"] == 1
 
-    with_punct = _evaluate(split, proj, cfg.replace(punctuation="include"), torch.device("cpu"))
-    assert with_punct["uuas"] == pytest.approx(4 / 7) and with_punct["uuas_edges"] == 7
-    assert with_punct["dspr"] == pytest.approx((np.mean(mean_rho(pred_a, gold_a)) + length3) / 2)
+
+def test_hewitt_manning_dspr_keeps_punctuation_and_dspr_nopunct_drops_it(tmp_path):
+    """A 5-word sentence whose last word is punctuation, probed on a line (prediction (a_i - a_j)^2).
+
+    Gold tree: the chain 0 <- 1 <- 2 <- 3 (root), with the period 4 on 3. The four words sit at 0 1 2 3
+    and the period at 0.5, far from its head. Without the period every predicted row ranks like its gold
+    row: dspr_nopunct = 1 exactly. H&M's DSpr keeps the period's row and column, which rank wrongly, so it
+    is lower; it is recomputed here with scipy.stats.spearmanr, row by row over all five words, and by
+    H&M's length (5 words, in the 5-50 window; without the period the sentence would have 4).
+    UUAS leaves the period out: the chain is found, 3 of 3.
+    """
+    positions = np.array([0.0, 1.0, 2.0, 3.0, 0.5])
+    heads = (2, 3, 4, 0, 4)
+    sentence = TreeSentence(("w0", "w1", "w2", "w3", "."), heads, ("X",) * 4 + ("PUNCT",), ("dep",) * 5)
+    gold = np.array([[0, 1, 2, 3, 4], [1, 0, 1, 2, 3], [2, 1, 0, 1, 2], [3, 2, 1, 0, 1], [4, 3, 2, 1, 0]], float)
+    pred = np.subtract.outer(positions, positions) ** 2
+    hm = np.mean([spearmanr(pred[i], gold[i]).statistic for i in range(5)])
+    # By hand, from average ranks (pred row | gold row): row 0 (1 3 4 5 2 | 1 2 3 4 5): 1 - 6*12/120 = 0.4;
+    # row 1 (3.5 1 3.5 5 2 | 2.5 1 2.5 4 5): 3.5/9.5; row 2 (5 2.5 1 2.5 4 | 4.5 2.5 1 2.5 4.5): 9/sqrt(9.5*9);
+    # row 3 (5 3 2 1 4 | 5 4 2.5 1 2.5): 8/sqrt(10*9.5); the period (2.5 2.5 4 5 1 | 5 4 3 2 1): 0.5/sqrt(9.5*10).
+    by_hand = (0.4 + 3.5 / 9.5 + 9 / np.sqrt(85.5) + 8 / np.sqrt(95) + 0.5 / np.sqrt(95)) / 5
+    assert hm == pytest.approx(by_hand) and hm < 0.6
+    assert dspr([pred], [gold]) == pytest.approx(hm)
+    assert dspr([pred[:4, :4]], [gold[:4, :4]], lengths=[5]) == pytest.approx(1.0)
+    assert dspr([pred[:4, :4]], [gold[:4, :4]]) == 0.0  # by its own size, 4, the sentence is outside 5-50
+
+    vectors = np.stack([positions, np.zeros(5)], axis=1)
+    feats = write_features_dir(tmp_path / "f", 2, {"test": ([sentence], {0: vectors})})
+    split = _load(str(feats), "test", 0, torch.device("cpu"))
+    cfg = ProbeConfig(features_dir=str(feats), layer=0, output_dir=str(tmp_path / "o"))
+    got = _evaluate(split, torch.tensor([[1.0], [0.0]]), cfg, torch.device("cpu"))
+    assert got["dspr"] == pytest.approx(hm) and got["dspr_nopunct"] == pytest.approx(1.0)
+    assert got["uuas"] == 1.0 and got["uuas_edges"] == 3
+    assert got["uuas_withpunct"] == pytest.approx(2 / 4)  # MST with the period: (0,4) (4,1) (1,2) (2,3)
+
+
+def test_there_is_no_punctuation_setting_to_change_what_a_metric_name_means():
+    # Each treatment of punctuation is its own metric (uuas / uuas_withpunct, dspr / dspr_nopunct).
+    assert "punctuation" not in ProbeSettings.model_fields
+    with pytest.raises(ValueError, match="punctuation"):
+        ProbeSettings(punctuation="include")
 
 
 # --- CoNLL-U -------------------------------------------------------------------------------------------------
@@ -430,12 +502,14 @@ def _probe(features: Path, out: Path, **kw) -> ProbeConfig:
 
 
 def _independent_scores(features: Path, split: str, proj: np.ndarray, min_words=5, max_words=50):
-    """UUAS and DSpr of probe `proj` recomputed from the stored features with scipy, punctuation excluded.
+    """UUAS (punctuation excluded), H&M's DSpr (every word) and DSpr without punctuation of probe `proj`,
+    recomputed from the stored features with scipy; both DSpr group a sentence by its length in all words.
 
     Nothing of stages.probe is used: float64 numpy distances, scipy's MST, scipy's spearmanr."""
     vectors, sentences = load_split_features(features, split, 3)
     correct = total = 0
     rhos: dict[int, list[float]] = {}
+    rhos_nopunct: dict[int, list[float]] = {}
     for s in sentences:
         t = np.asarray(vectors[s.offset:s.offset + len(s)], dtype=np.float64) @ proj
         pred = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
@@ -444,11 +518,14 @@ def _independent_scores(features: Path, split: str, proj: np.ndarray, min_words=
         gold = _gold_edges(s.heads, keep)
         mst = {tuple(sorted((kept[a], kept[b]))) for a, b in _scipy_mst(pred[np.ix_(kept, kept)])}
         correct, total = correct + len(gold & mst), total + len(gold)
-        g = _floyd_warshall(s.heads)[np.ix_(kept, kept)]
-        p = pred[np.ix_(kept, kept)]
-        rhos.setdefault(len(s), []).extend(spearmanr(p[i], g[i]).statistic for i in range(len(kept)))
-    by_length = {n: np.mean(v) for n, v in rhos.items() if min_words <= n <= max_words}
-    return correct / total, float(np.mean(list(by_length.values()))), total
+        g = _floyd_warshall(s.heads)
+        rhos.setdefault(len(s), []).extend(spearmanr(pred[i], g[i]).statistic for i in range(len(s)))
+        g, p = g[np.ix_(kept, kept)], pred[np.ix_(kept, kept)]
+        rhos_nopunct.setdefault(len(s), []).extend(spearmanr(p[i], g[i]).statistic for i in range(len(kept)))
+
+    def mean_over_lengths(per_length):
+        return float(np.mean([np.mean(v) for n, v in per_length.items() if min_words <= n <= max_words]))
+    return correct / total, mean_over_lengths(rhos), mean_over_lengths(rhos_nopunct), total
 
 
 def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path, monkeypatch):
@@ -466,14 +543,16 @@ def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path, monkeyp
     assert res.test_uuas >= 0.98 and res.test_dspr >= 0.93, res
     # The reported numbers are those of the probe it scored (the dev-best one, on dev then test), recomputed here.
     assert len(evaluated) == 2
-    dev_uuas, dev_dspr, _ = _independent_scores(planted, "dev", evaluated[0])
-    test_uuas, test_dspr, test_edges = _independent_scores(planted, "test", evaluated[1])
-    assert (res.dev_uuas, res.dev_dspr) == pytest.approx((dev_uuas, dev_dspr))
-    assert (res.test_uuas, res.test_dspr) == pytest.approx((test_uuas, test_dspr))
+    dev_uuas, dev_dspr, dev_nopunct, _ = _independent_scores(planted, "dev", evaluated[0])
+    test_uuas, test_dspr, test_nopunct, test_edges = _independent_scores(planted, "test", evaluated[1])
+    assert (res.dev_uuas, res.dev_dspr, res.dev_dspr_nopunct) == pytest.approx((dev_uuas, dev_dspr, dev_nopunct))
+    assert (res.test_uuas, res.test_dspr, res.test_dspr_nopunct) == pytest.approx((test_uuas, test_dspr, test_nopunct))
+    assert res.test_dspr != pytest.approx(res.test_dspr_nopunct)  # the planted data has punctuation: they differ
     assert steps[0][0] == 1 and set(steps[0][1]) >= {"train/loss", "dev/loss"} and len(steps) == res.epochs_run
     assert steps[-1][1]["train/loss"] < steps[0][1]["train/loss"]
     saved = json.loads((tmp_path / "p1" / "probe_result.json").read_text())
     assert saved["test_uuas"] == res.test_uuas and saved["config"]["layer"] == 3
+    assert saved["test_dspr_nopunct"] == saved["test_details"]["dspr_nopunct"] == res.test_dspr_nopunct
     assert saved["test_details"]["uuas_edges"] == test_edges
 
     noise = _synthetic_features(tmp_path / "noise", planted=False)

@@ -1,6 +1,8 @@
 """Table 2 / Table 7 shapes from DONE files, checked against the paper's own numbers and `statistics`."""
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import statistics
 
@@ -75,17 +77,30 @@ def test_table3_takes_the_layer_chosen_on_dev_and_reports_its_test_score(tmp_pat
         _done(g, f"probe/S-to-en-frequency/layer{layer}", {"dev_uuas": dev_u, "dev_dspr": dev_d, "uuas": u, "dspr": d})
     for seed, acc in ((1, 0.55), (2, 0.61)):
         _done(g, f"wic/S-to-en-frequency/seed{seed}", {"accuracy": acc})
+    # DSpr without punctuation lives in the probe's result (the runner copies only uuas / dspr into metrics):
+    # layer 0 is best on its dev score, unlike H&M's DSpr, so a mixed-up column would show another number.
+    nopunct = {0: (0.90, 0.88), 1: (0.80, 0.79), 2: (0.85, 0.86)}   # (dev, test)
+    for layer, (dev, test) in nopunct.items():
+        d = g.node_dir(f"probe/S-to-en-frequency/layer{layer}") / "DONE"
+        done = json.loads(d.read_text())
+        done["result"] = {"dev_dspr_nopunct": dev, "test_dspr_nopunct": test}
+        d.write_text(json.dumps(done))
     t3, t11, per_layer = probing_tables(g)
-    assert t3[0] == ["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)"]
+    # Two columns more than the paper's Table 3 (issue 13): DSpr without punctuation, under its own label.
+    assert t3[0] == ["Lang", "Vocab", "UUAS", "DSpr", "UUAS layer", "DSpr layer", "WiC (acc)",
+                     "DSpr (no punct)", "DSpr (no punct) layer"]
     row = next(r for r in t3 if r[:2] == ["S→en", "en"])
     assert row[2] == pytest.approx(58.0) and row[4] == 1      # UUAS from dev-best layer 1, not test-best 2
     assert row[3] == pytest.approx(74.0) and row[5] == 2      # DSpr: layer 2 is best on dev
     assert row[6] == pytest.approx(statistics.mean([55, 61]))
+    assert row[7] == pytest.approx(88.0) and row[8] == 0      # DSpr (no punct): its own dev-best layer, 0
     srow = next(r for r in t11 if r[:2] == ["S→en", "en"])
     assert srow[2] == pytest.approx(statistics.stdev([55, 61])) and srow[3] == 2
+    assert per_layer[0][2:] == ["L0 UUAS", "L1 UUAS", "L2 UUAS", "L0 DSpr", "L1 DSpr", "L2 DSpr",
+                                "L0 DSpr (no punct)", "L1 DSpr (no punct)", "L2 DSpr (no punct)"]
     lrow = next(r for r in per_layer if r[:2] == ["S→en", "en"])
-    assert lrow[2:] == pytest.approx([41.0, 58.0, 65.0, 52.0, 69.0, 74.0])
-    assert next(r for r in t3 if r[:2] == ["en", "en"])[2:] == [None] * 5
+    assert lrow[2:] == pytest.approx([41.0, 58.0, 65.0, 52.0, 69.0, 74.0, 88.0, 79.0, 86.0])
+    assert next(r for r in t3 if r[:2] == ["en", "en"])[2:] == [None] * 7
 
 
 def test_forgetting_tables_and_figure3_differences(tmp_path):
@@ -170,3 +185,123 @@ def test_figure2_mnli_gain_is_the_mean_of_matched_and_mismatched_per_model_then_
         _done(g, f"finetune/S-to-en-keep/mnli/seed{seed}", {"m_accuracy": 0.99})
     got = {r[1]: r[2] for r in figure2_data(g)[1:]}
     assert got["MNLI"] == pytest.approx(frequency_mnli)
+
+
+# --- undefined metrics (NaN: e.g. the correlation of constant predictions) --------------------------------
+NAN = float("nan")
+
+
+def _nan_in_tables(text: str) -> bool:
+    """Whether a markdown table row of the report shows a raw nan (the legend may name it; a cell must not)."""
+    return any("nan" in line.lower() for line in text.splitlines() if line.startswith("|"))
+
+
+def test_undefined_metrics_show_nd_partial_means_are_marked_and_degenerate_runs_are_listed(tmp_path):
+    """A degenerate run's undefined metric is neither 0 nor silently dropped: a mean over the seeds whose
+    metric is defined carries the count (k/n), a cell with no defined seed shows n/d, and report.md lists
+    the runs. Expected numbers are worked out here with `statistics` over the defined seeds only."""
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml",
+                               [f"output_dir={tmp_path}", "finetune.tasks=[rte, stsb]", "finetune.seeds=[1, 2, 3]"],
+                               base_dir=tmp_path))
+    rte = {"en-scratch": [0.50, 0.52, 0.54], "S-to-en-frequency": [0.50, 0.60, 0.70], "S-to-en-keep": [0.6] * 3}
+    stsb = {"en-scratch": [NAN, NAN, NAN],              # every seed constant: undefined
+            "S-to-en-frequency": [0.80, NAN, 0.60],     # one degenerate seed of three
+            "S-to-en-keep": [0.70, 0.70, 0.70]}
+    for model in rte:
+        for seed in (1, 2, 3):
+            _done(g, f"finetune/{model}/rte/seed{seed}", {"accuracy": rte[model][seed - 1]})
+            rho = stsb[model][seed - 1]
+            node = f"finetune/{model}/stsb/seed{seed}"
+            _done(g, node, {"pearson": rho, "spearman": rho})
+            if math.isnan(rho):  # what stages/glue.py writes for a constant prediction vector
+                write_json(g.node_dir(node) / "eval_results.json", {"degenerate": ["pearson", "spearman"]})
+    # JSON null is undefined too (not 0), and a flag without a NaN value is listed as well.
+    for seed, rho in ((1, None), (2, 0.4), (3, 0.5)):
+        _done(g, f"finetune/S/stsb/seed{seed}", {"pearson": rho, "spearman": rho})
+    # The fine-tune stage's own flag: FinetuneResult.degenerate, which DONE's "result" holds.
+    write_json(g.node_dir("finetune/S/rte/seed1") / "settings.json", {"hash": g.nodes["finetune/S/rte/seed1"].hash})
+    write_json(g.node_dir("finetune/S/rte/seed1") / "DONE",
+               {"metrics": {"accuracy": 0.5}, "result": {"degenerate": ["accuracy"]}})
+
+    mean_rows, std_rows = tables(g)
+    assert mean_rows[0] == ["Lang", "Vocab", "RTE", "STS-B", "AVG"]
+    freq = next(r for r in mean_rows if r[:2] == ["S→en", "en"])
+    assert freq[2] == pytest.approx(60.0)
+    assert freq[3] == pytest.approx(statistics.mean([80, 60])) and (freq[3].defined, freq[3].runs) == (2, 3)
+    assert freq[4] == pytest.approx(statistics.mean([60, 70])) and (freq[4].defined, freq[4].runs) == (5, 6)
+    scratch = next(r for r in mean_rows if r[:2] == ["en", "en"])
+    assert scratch[2] == pytest.approx(52.0) and math.isnan(scratch[3]) and math.isnan(scratch[4])
+    s_row = next(r for r in mean_rows if r[:2] == ["S", "S"])
+    assert s_row[3] == pytest.approx(45.0) and (s_row[3].defined, s_row[3].runs) == (2, 3)
+    fstd = next(r for r in std_rows if r[:2] == ["S→en", "en"])
+    assert fstd[3] == pytest.approx(statistics.stdev([80, 60])) and fstd[3].defined == 2
+    assert math.isnan(next(r for r in std_rows if r[:2] == ["en", "en"])[3])
+
+    from orchestrator.report import degenerate_runs, figure2_data
+    f2 = {r[1]: r[2] for r in figure2_data(g)[1:]}
+    assert f2 == pytest.approx({"RTE": 60.0 - 52.0})  # [en][en]'s STS-B is undefined: no STS-B gain to draw
+    runs = dict(degenerate_runs(g))
+    assert runs == {"finetune/en-scratch/stsb/seed1": ["pearson", "spearman"],
+                    "finetune/en-scratch/stsb/seed2": ["pearson", "spearman"],
+                    "finetune/en-scratch/stsb/seed3": ["pearson", "spearman"],
+                    "finetune/S-to-en-frequency/stsb/seed2": ["pearson", "spearman"],
+                    "finetune/S/stsb/seed1": ["pearson", "spearman"],
+                    "finetune/S/rte/seed1": ["accuracy"]}
+
+    text, folder = write_report(g)
+    assert "| S→en | en | 60.00 | 70.00† (2/3) | 65.00† (5/6) |" in text
+    assert "| en | en | 52.00 | n/d | n/d |" in text
+    assert not _nan_in_tables(text)
+    assert "Degenerate runs: 6 run(s) degenerate" in text
+    assert "- finetune/S-to-en-frequency/stsb/seed2: pearson, spearman" in text
+    assert "n/d undefined" in text and "† (k/n)" in text   # the legend explains the markers
+    csv_rows = (folder / "table2_glue_mean.csv").read_text().splitlines()
+    assert "en,en,52.0,nan,nan" in csv_rows  # CSV: plain numbers, nan = undefined (empty = not finished)
+
+
+def test_undefined_probe_wic_forgetting_and_winogender_scores(tmp_path):
+    from orchestrator.report import figure3_data, forgetting_tables, probing_tables, winogender_table
+
+    g = _demo_graph(tmp_path)
+    # Probe: layer 2's dev UUAS is undefined, so the best defined layer (1) is chosen, never the NaN one;
+    # a model whose every layer is undefined shows n/d, not 0 and not "not finished".
+    for layer, dev_u in ((0, 0.4), (1, 0.6), (2, NAN)):
+        _done(g, f"probe/S-to-en-frequency/layer{layer}",
+              {"dev_uuas": dev_u, "uuas": dev_u - 0.01, "dev_dspr": 0.5, "dspr": 0.5})
+        _done(g, f"probe/S/layer{layer}", {"dev_uuas": NAN, "uuas": NAN, "dev_dspr": NAN, "dspr": NAN})
+    for seed, acc in ((1, 0.55), (2, NAN)):
+        _done(g, f"wic/S-to-en-frequency/seed{seed}", {"accuracy": acc})
+    t3, t11, per_layer = probing_tables(g)
+    row = next(r for r in t3 if r[:2] == ["S→en", "en"])
+    assert row[2] == pytest.approx(59.0) and row[4] == 1
+    assert row[6] == pytest.approx(55.0) and (row[6].defined, row[6].runs) == (1, 2)
+    s = next(r for r in t3 if r[:2] == ["S", "S"])
+    assert math.isnan(s[2]) and s[4] is None and math.isnan(s[3])
+    assert math.isnan(next(r for r in t11 if r[:2] == ["S→en", "en"])[2])   # std of one defined seed: n/d
+    lrow = next(r for r in per_layer if r[:2] == ["S→en", "en"])
+    assert lrow[2:4] == pytest.approx([39.0, 59.0]) and math.isnan(lrow[4])
+
+    # Forgetting: Table 9 means over the defined seed; Figure 3 leaves an undefined accuracy out of its mean.
+    _done(g, "forget/S/stsb-S/seed1", {"pearson": NAN, "spearman": NAN})
+    _done(g, "forget/S/stsb-S/seed2", {"pearson": 0.6, "spearman": 0.5})
+    acc = {"S": 0.9, "S-to-en-keep": 0.8, "S-to-en-frequency": 0.7, "S-to-en-random-map": NAN}
+    for model, a in acc.items():
+        for seed in (1, 2):
+            _done(g, f"forget/{model}/scandisent-S/seed{seed}", {"accuracy": a})
+    t9 = forgetting_tables(g)["S"]["table9"]
+    cells = next(r for r in t9 if r[:2] == ["S", "S"])[2:]
+    assert cells == pytest.approx([60.0, 50.0]) and [(c.defined, c.runs) for c in cells] == [(1, 2), (1, 2)]
+    f3 = [r for r in figure3_data(g)[1:] if r[1] == "S"]
+    assert len(f3) == 3 and sum(r[4] for r in f3) == pytest.approx(0.0)
+    assert next(r for r in f3 if r[2:4] == ["S", "S"])[4] == pytest.approx(90 - statistics.mean([90, 80, 70]))
+
+    # Winogender: an undefined parity score is n/d; accuracy is still shown.
+    for seed in (1, 2):
+        _done(g, f"winogender/S-to-en-keep/seed{seed}", {"gender_parity": NAN, "accuracy": 0.5})
+    w = next(r for r in winogender_table(g) if r[:2] == ["S→en", "S"])
+    assert math.isnan(w[2]) and w[3:] == pytest.approx([50.0, 2])
+
+    text, _ = write_report(g)
+    assert not _nan_in_tables(text) and "n/d" in text
+    assert "probe/S/layer0: dev_dspr, dev_uuas, dspr, uuas" in text
+    assert "DSpr is theirs, over every word" in text

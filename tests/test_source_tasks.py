@@ -1,5 +1,6 @@
 """Source-language tasks (ScandiSent, translated STS-B): the paper's positional split, both STS layouts,
-errors that name file and line, and a fine-tune through the unchanged GLUE machinery."""
+malformed rows skipped as GLUE's are (or, strict, refused), errors that name file and line, and a fine-tune
+through the unchanged GLUE machinery."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +12,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from stages.common import StageError
 from stages.finetune import FinetuneConfig, finetune
-from stages.glue import compute_metrics, get_task, load_split
+from stages.glue import Example, compute_metrics, get_task, load_split
 
 
 def write_scandisent(path, rows):
@@ -103,3 +104,45 @@ def test_finetune_learns_a_scandisent_file(tmp_path, tiny_bert):
     with torch.no_grad():
         pred = model(**tok([r[0] for r in rows[300:]], padding=True, return_tensors="pt")).logits.argmax(-1)
     assert res.metrics["accuracy"] == pytest.approx(np.mean(pred.numpy() == [int(r[1]) for r in rows[300:]]))
+
+
+def test_scandisent_lenient_and_strict_reading(tmp_path):
+    """Same policy as GLUE TSVs: a row too short or with an empty label is skipped (strict: an error); a row
+    with an extra field is an error in both modes (an unquoted comma inside the review)."""
+    from stages.task_spec import DroppedRows
+
+    rows = [["fine film", "1"], ["awful"], ["so-so", ""], ["great", "1"], ["bad", "0"], ["meh", "0"]]
+    write_scandisent(tmp_path / "sv.csv", rows)
+    dropped = DroppedRows()
+    train = load_split("scandisent-sv", "train", str(tmp_path / "sv.csv"), dropped=dropped)
+    # 4 rows kept; 3/4 of them train
+    assert [(e.text_a, e.label) for e in train] == [("fine film", 1), ("great", 1), ("bad", 0)]
+    assert dropped.as_dict() == {"count": 2, "first": ["sv.csv line 3", "sv.csv line 4"]}
+    with pytest.raises(StageError, match=r"sv.csv line 3 .*expected 2 comma-separated columns, found 1"):
+        load_split("scandisent-sv", "train", str(tmp_path / "sv.csv"), strict=True)
+    (tmp_path / "fi.csv").write_text("text,label\ngood, really,1\n")
+    for strict in (False, True):
+        with pytest.raises(StageError, match="fi.csv line 2 .*found 3; quote texts"):
+            load_split("scandisent-fi", "train", str(tmp_path / "fi.csv"), strict=strict)
+
+
+def test_translated_stsb_drops_rows_in_both_layouts(tmp_path):
+    from stages.task_spec import DroppedRows
+
+    glue, orig = tmp_path / "glue", tmp_path / "orig"
+    glue.mkdir(), orig.mkdir()
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    (glue / "train.tsv").write_text(head + "0\tm\tf\t2012\t0\tnone\tnone\ten katt\tkatten\t4.0\n"
+                                    "1\tm\tf\t2012\t1\tnone\tnone\ten hund\n"
+                                    "2\tm\tf\t2012\t2\tnone\tnone\thej\thej då\t\n")
+    # the STS benchmark's own files: some rows carry extra source columns, which are ignored
+    (orig / "sts-train.csv").write_text("main\tf\t2012\t0\t4.0\ten katt\tkatten\tsrc\textra\n"
+                                        "main\tf\t2012\t1\t2.0\ten hund\n"
+                                        "main\tf\t2012\t2\t\thej\thej då\n")
+    for folder, first in ((glue, ["train.tsv line 3", "train.tsv line 4"]),
+                          (orig, ["sts-train.csv line 2", "sts-train.csv line 3"])):
+        dropped = DroppedRows()
+        assert load_split("stsb-sv", "train", str(folder), dropped=dropped) == [Example("en katt", "katten", 4.0)]
+        assert dropped.as_dict() == {"count": 2, "first": first}
+        with pytest.raises(StageError, match=first[0].replace(".", r"\.")):
+            load_split("stsb-sv", "train", str(folder), strict=True)
