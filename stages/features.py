@@ -30,6 +30,7 @@ import torch
 
 from pydantic import model_validator
 
+from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
 from stages.common import (MixedPrecision, StageConfig, StageError, check_model_fits, configure_threads, pick_device,
                            pad_batch, quiet_transformers, read_json, replace_dir, resolve_mixed_precision, setting,
                            write_json)
@@ -245,7 +246,7 @@ def _load_encoder(name: str, tokenizer):
 
     try:
         # dtype=float32: transformers 5 would keep a checkpoint's saved bf16/fp16; precision is autocast's job.
-        model = AutoModel.from_pretrained(name, dtype=torch.float32, output_hidden_states=True)
+        model = AutoModel.from_pretrained(resolve_pretrained(name), dtype=torch.float32, output_hidden_states=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise StageError(f"cannot load {name!r} as an encoder: {e}. Give a folder written by save_pretrained "
                          "(e.g. the pretrain stage's model/) or a hub id of a BERT-like encoder") from e

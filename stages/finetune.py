@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
 from stages.common import (StageConfig, StageError, TrainingSettings, check_model_fits, configure_threads,
                            make_accelerator, make_adamw, pad_batch, quiet_transformers, replace_dir,
                            resolve_mixed_precision, set_seed, setting, write_json)
@@ -128,7 +129,8 @@ def _load_model(cfg: FinetuneConfig, spec: TaskSpec, tokenizer):
     try:
         # dtype=float32: transformers 5 loads weights in their saved dtype by default ("auto"); a checkpoint
         # saved in bf16/fp16 would then be trained without fp32 master weights. Mixed precision is autocast's job.
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, dtype=torch.float32, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(cfg.model),
+                                                                   dtype=torch.float32, **kwargs)
     except (OSError, ValueError, RuntimeError) as e:
         raise StageError(f"cannot load {cfg.model!r} as a sequence classifier for {spec.name}: {e}. Give a folder "
                          "written by save_pretrained (e.g. the pretrain stage's model/) or a hub id of a BERT-like "

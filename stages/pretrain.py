@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
 from stages.common import (MixedPrecision, Number, StageConfig, StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
                            read_json, replace_dir, resolve_mixed_precision, set_seed, setting,
                            write_json)
@@ -196,7 +197,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
                          "give a larger corpus or a smaller batch_size")
     total_steps = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * steps_per_epoch))
 
-    model = AutoModelForMaskedLM.from_pretrained(cfg.init_model)
+    model = AutoModelForMaskedLM.from_pretrained(resolve_pretrained(cfg.init_model))
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         raise StageError(f"the tokenizer of {cfg.init_model} has {len(tokenizer)} tokens but the model's embedding "
                          f"table only {model.get_input_embeddings().weight.shape[0]} rows; run the transfer stage")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
 from stages.common import (StageError, TrainingSettings, check_model_fits, configure_threads,
                            make_accelerator, make_adamw, pad_batch, quiet_transformers, resolve_mixed_precision,
                            set_seed, setting, write_json)
@@ -330,7 +331,7 @@ def _load_encoder(cfg: WicConfig, tokenizer) -> nn.Module:
 
     try:
         # float32 master weights whatever dtype the checkpoint was saved in (see stages/finetune.py).
-        encoder = AutoModel.from_pretrained(cfg.model, dtype=torch.float32)
+        encoder = AutoModel.from_pretrained(resolve_pretrained(cfg.model), dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as e:
         raise StageError(f"cannot load {cfg.model!r} as an encoder for WiC: {e}. Give a folder written by "
                          "save_pretrained (e.g. the pretrain stage's model/) or a hub id of a BERT-like encoder") from e

@@ -26,6 +26,7 @@ from typing import Callable, Hashable, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
 from stages.common import (MixedPrecision, StageConfig, StageError, check_model_fits, configure_threads,
                            make_accelerator, pad_batch, quiet_transformers, resolve_mixed_precision, setting,
                            write_json)
@@ -194,7 +195,7 @@ def _load_model(cfg: WinogenderConfig, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.model, dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(cfg.model), dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as e:
         raise StageError(f"cannot load {cfg.model!r} as a sequence classifier: {e}. Give the model/ folder that "
                          "stages/finetune.py writes with task rte and save_model=True") from e
