@@ -238,19 +238,22 @@ class Context:
     # --- where a section ran ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def watch(self):
-        """Counts the CUDA allocations and the peak memory of the block (nothing on CPU)."""
-        w = {"allocations": 0, "peak": None}
+        """Counts the CUDA allocations and the peak memory of the block (nothing on CPU), and its seconds
+        (queued kernels included)."""
+        w = {"allocations": 0, "peak": None, "seconds": None}
         if self.cuda:
             gc.collect()
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_stats().get("allocation.all.allocated", 0)
+        t0 = time.perf_counter()
         yield w
         if self.cuda:
             torch.cuda.synchronize()
             w["allocations"] = torch.cuda.memory_stats().get("allocation.all.allocated", 0) - before
             w["peak"] = torch.cuda.max_memory_allocated()
+        w["seconds"] = time.perf_counter() - t0
 
     def where(self, w: dict, logged: str | None = None) -> str:
         """The device the block ran on, by its CUDA allocations (and the stage's own log where it says);
@@ -578,18 +581,14 @@ def section_winogender(ctx: Context) -> dict:
     ft = FinetuneConfig(model=m.dir, task="rte", data_dir=w.glue_dir, output_dir=str(rte_dir), seed=1, epochs=1.0,
                         batch_size=s.ft_batch, max_length=s.ft_max_length, learning_rate=s.ft_lr, save_model=True,
                         max_train_examples=s.ft_train_examples, num_threads=s.threads)
-    t = time.perf_counter()
     with ctx.watch() as ft_watch:
         rte = finetune(ft, log=lambda *_: None)
-    ft_seconds = time.perf_counter() - t
-    ft_device = ctx.where(ft_watch)
+    ft_seconds, ft_device = ft_watch["seconds"], ctx.where(ft_watch)
     cfg = WinogenderConfig(model=str(rte_dir / "model"), data_file=w.axg, output_dir=str(ctx.work / "winogender"),
                            max_length=s.ft_max_length, num_threads=s.threads)
-    t = time.perf_counter()
     with ctx.watch() as watch:
         res = evaluate_winogender(cfg, log=lambda *_: None)
-    seconds = time.perf_counter() - t
-    device = ctx.where(watch)
+    seconds, device = watch["seconds"], ctx.where(watch)
     values = {"device": device, "peak_memory": ctx.peak_memory(watch), "mfu_text": "–", "accuracy": res.accuracy,
               "gender_parity": res.gender_parity, "rte_seconds": ft_seconds, "winogender_seconds": seconds,
               "rte_device": ft_device,

@@ -154,8 +154,9 @@ def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray 
                       grow: bool = False, rank: str = "counts"):
     """Row map for `frequency` (or `random-map` when shuffle_seed is given).
 
-    Returns (row_map, target_ranked): row_map[target_id] = source row (NEW_ROW: a new row, only with
-    `grow`); target_ranked lists non-special target ids in rank order: by descending English count (ties by
+    Returns (row_map, target_ranked, source_ranked): row_map[target_id] = source row (NEW_ROW: a new row,
+    only with `grow`); source_ranked lists the reusable source rows in rank order; target_ranked lists
+    non-special target ids in rank order: by descending English count (ties by
     id), or by id for rank `vocab-order`. The source side is ranked by `src_counts` for rank `counts`, by id
     otherwise.
     """
@@ -191,7 +192,7 @@ def frequency_row_map(src_tok, n_src_rows: int, tgt_tok, tgt_counts: np.ndarray 
     unmatched = [i for i in np.nonzero(row_map == -1)[0]]
     if unmatched:  # extra special tokens of the target (none in our tokenizers) get the [UNK] row
         row_map[unmatched] = src_roles["unk"]
-    return row_map, tgt_ranked
+    return row_map, tgt_ranked, src_ranked
 
 
 def token_kind(token: str | None) -> str:
@@ -385,11 +386,11 @@ def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> Transfe
                              "vocabulary is trained with the source's casing")
         counts = np.load(cfg.target_counts)
         src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
-        row_map, ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,
-                                            shuffle_seed=cfg.seed if cfg.mode == "random-map" else None,
-                                            grow=cfg.grow_embeddings, rank=cfg.rank)
+        shuffle = cfg.seed if cfg.mode == "random-map" else None
+        row_map, ranked, source_ranked = frequency_row_map(src_tok, n_src_rows, new_tok, counts, src_counts,
+                                                           shuffle_seed=shuffle, grow=cfg.grow_embeddings,
+                                                           rank=cfg.rank)
         new_tok.save_pretrained(str(out))
-        source_ranked = _ranked_source_rows(src_tok, n_src_rows, src_counts if cfg.rank == "counts" else None)
         chars = character_share(source_ranked, src_tokens)
         report.update(rank=cfg.rank, new_rows=int((row_map == NEW_ROW).sum()),
                       source_ranking="source corpus counts" if cfg.rank == "counts" else "source vocab order",
