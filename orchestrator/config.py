@@ -87,6 +87,14 @@ class Experiments(StageConfig):
     scratch_lowercase: bool = setting(False, "casing of [en][en]'s vocabulary")
 
 
+def _distinct_seeds(seeds: list[int]) -> list[int]:
+    # [1, 1] would name the same node twice: the graph would silently run one fine-tune where two were asked for
+    dup = sorted({s for s in seeds if seeds.count(s) > 1})
+    if dup:
+        raise ValueError(f"seed(s) {', '.join(map(str, dup))} listed twice; list each seed once, e.g. [1, 2, 3]")
+    return seeds
+
+
 def _glue_tasks(tasks: list[str]) -> list[str]:
     for t in tasks:
         if t not in GLUE_TASKS:
@@ -101,6 +109,7 @@ class FinetuneSection(FinetuneSettings, GlueData):
     seeds: list[int] = setting([1, 2, 3, 4, 5], "one fine-tune per seed", min_length=1)
 
     _tasks = field_validator("tasks")(classmethod(lambda cls, v: _glue_tasks(v)))
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _distinct_seeds(v)))
 
 
 class ProbeSection(ProbeSettings):
@@ -128,6 +137,7 @@ class ProbeSection(ProbeSettings):
 class WicSection(WicSettings):
     """Words in Context: one fine-tune per model and seed."""
     seeds: list[int] = setting([1, 2, 3, 4, 5], "one run per seed", min_length=1)
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _distinct_seeds(v)))
     models: list[str] | None = setting(None, "model keys (null: every model of the sweep)")
 
 
@@ -145,6 +155,7 @@ class ForgettingSection(ForgettingSettings):
     data: dict[str, str] = setting({}, "task -> local file/folder, or hub:<dataset id>")
     english_tasks: list[str] = setting(["scandisent-en"], "English counterparts every group is also tuned on")
     seeds: list[int] = setting([1, 2, 3, 4, 5], "one fine-tune per seed", min_length=1)
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _distinct_seeds(v)))
 
 
 class WinogenderSection(WinogenderSettings):
@@ -172,6 +183,10 @@ class Sweep(StageConfig):
     max_concurrent_trials: int = setting(8, "trials running at once (within the cluster's resources)", ge=1)
     max_failures: int = setting(1, "retries of a crashed trial (it resumes from its checkpoint)", ge=0)
     log_model_artifacts: bool = setting(False, "upload model folders to MLflow (big); otherwise log their path")
+    keep_checkpoints: bool = setting(False, "keep a node's resumable checkpoints once its model/ and DONE exist "
+                                            "(default: deleted then; at paper scale they total hundreds of GB)")
+    base_dir: str | None = setting(None, "directory the config's relative paths are resolved against (default: "
+                                         "where xlt runs); node hashes hold input paths relative to it")
     synthetic: SyntheticConfig | None = setting(None, "generate the synthetic world first (the demo)")
     pretrain: PretrainSettings = setting(PretrainSettings(), "continued pretraining (and [en][en])")
     finetune: FinetuneSection = setting(FinetuneSection(), "GLUE fine-tuning")
@@ -272,13 +287,26 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None, base_dir: P
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep config {path} does not exist; pass a YAML file such as configs/demo.yaml")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(path, e)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     sweep = parse_sweep(apply_overrides(raw, overrides or []))
     validate(sweep)
     return resolve_paths(sweep, base_dir or Path.cwd())
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """One line with file, line and column (1-based, as editors count) instead of yaml's traceback."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    return f"{where}: YAML syntax error: {problem}" + (f" ({context})" if context else "") + \
+        "; fix the file there (indentation and ':' after each key are the usual causes)"
 
 
 def validate(s: Sweep) -> None:
@@ -325,7 +353,8 @@ def validate(s: Sweep) -> None:
 
 def resolve_paths(s: Sweep, base: Path) -> Sweep:
     """Relative paths made absolute against `base` (the directory `xlt` runs in)."""
-    up: dict = {"output_dir": _abs(s.output_dir.format(name=s.name), base)}
+    base = Path(_abs(s.base_dir, base)) if s.base_dir else base
+    up: dict = {"output_dir": _abs(s.output_dir.format(name=s.name), base), "base_dir": str(base.resolve())}
     uri = s.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + _abs(uri[len("sqlite:///"):], base)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config import HUB_PREFIX, ConfigError, Sweep
 from orchestrator.runner import KINDS
-from stages.common import StageConfig, result_fields
+from stages.common import StageConfig, file_digest, result_fields
 from stages.corpus import CorpusConfig, TokenizeConfig
 from stages.features import FeaturesConfig
 from stages.finetune import FinetuneConfig
@@ -98,8 +99,17 @@ class Graph:
         folders it reads, whose sizes and mtimes enter the hash; `extra`: further stage configs or values."""
         assert isinstance(config, KINDS[kind].config), (kind, type(config))
         params = {"config": config.model_dump(), **{k: _dump(v) for k, v in extra.items()}}
-        identity = {"config": result_fields(config), **{k: _identity(v) for k, v in extra.items()},
-                    "data": _data_stamp(config, extra, data)}
+        identity = {"config": result_fields(config), **{k: _identity(v) for k, v in extra.items()}}
+        out_root, base = Path(self.sweep.output_dir), Path(self.sweep.base_dir or Path.cwd())
+        local = _local_inputs(identity, out_root)
+        # Local inputs enter the hash by content, not place: each is stamped (unless `data` stamps files in it,
+        # as it does per GLUE task under the GLUE root, or it is a corpus file, which the corpus fingerprint
+        # covers) and its path is left out.
+        covered = [Path(d) for d in data] + [Path(f) for c in (config, *extra.values())
+                                             for f in getattr(getattr(c, "corpus", None), "files", None) or []]
+        unstamped = [p for p in local if not any(c == Path(p) or Path(p) in c.parents for c in covered)]
+        identity = _portable(identity, out_root, base, set(local))
+        identity["data"] = _data_stamp(config, extra, [*data, *unstamped])
         r = getattr(self.sweep.resources, kind)
         return self.add(Node(node_id, kind, tuple(parents), params, {"cpu": r.cpu, "gpu": r.gpu}, model,
                              row, identity=identity))
@@ -113,14 +123,46 @@ def _identity(v):
     return result_fields(v) if isinstance(v, StageConfig) else v
 
 
+def _local_inputs(value, out_root: Path) -> list[str]:
+    """Absolute paths in the identity that exist on this machine outside the output folder: the node's inputs."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _local_inputs(v, out_root)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in _local_inputs(v, out_root)]
+    if isinstance(value, str) and value.startswith("/") and out_root not in Path(value).parents \
+            and Path(value) != out_root and Path(value).exists():
+        return [value]
+    return []
+
+
+def _portable(value, out_root: Path, base: Path, local: set[str]):
+    """The identity without absolute paths: a path under the output folder relative to it (`$OUT/...`), a
+    local input as `$LOCAL` (its content is stamped instead), any other path relative to the directory the
+    config's relative paths are resolved against (`base_dir`). So an output folder copied or moved, or the
+    same data mounted elsewhere, keeps every node done."""
+    if isinstance(value, dict):
+        return {k: _portable(v, out_root, base, local) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v, out_root, base, local) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        p = Path(value)
+        if p == out_root or out_root in p.parents:
+            return "$OUT/" + p.relative_to(out_root).as_posix()
+        return "$LOCAL" if value in local else os.path.relpath(p, base)
+    return value
+
+
 def _file_stamps(path: str) -> list:
+    """Name (within the folder), size and content digest of each file: the data by content, not location."""
     p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
-    return [[str(f), f.stat().st_size, int(f.stat().st_mtime)] for f in files]
+    if p.is_dir():
+        return [[f.relative_to(p).as_posix(), f.stat().st_size, file_digest(f)]
+                for f in sorted(f for f in p.rglob("*") if f.is_file())]
+    return [[p.name, p.stat().st_size, file_digest(p)]] if p.is_file() else [[p.name, None, None]]
 
 
 def _data_stamp(config: StageConfig, extra: dict, data) -> list:
-    """Sizes and modification times of the local data a node reads (a regenerated file changes them)."""
+    """The content of the local data a node reads (a regenerated file with other bytes changes it)."""
     stamp = [c.corpus.fingerprint() for c in (config, *extra.values()) if isinstance(getattr(c, "corpus", None),
                                                                                     CorpusConfig)]
     for path in data:

@@ -1,9 +1,17 @@
 """Run one node of the graph, without Ray: markers, stage dispatch, MLflow logging.
 
-Every node writes into its own folder. `DONE` (JSON summary) is written last, only after the stage
-succeeded, so a folder with `DONE` is finished work a rerun may skip; `FAILED` holds the last error;
-`STARTED` says an attempt began, on which host and in which process (with neither of the others, the attempt
-is still running or was interrupted: `node_state` tells which).
+Every node writes into its own folder `<output_dir>/<node id>/`. Its state is told by three JSON markers, each
+naming the settings hash it was written under, so no path can pair a result with settings it was not made
+under:
+- `DONE`, written last and atomically once the stage succeeded: the hash, a fresh `done_id`, the `done_id` of
+  every parent it read, and the files it produced (path and size). It counts only while all of these still
+  hold: same hash, its parents still DONE with the ids it read (a parent made again makes its children stale),
+  its files still there.
+- `FAILED`: the hash, the error and its traceback; also written for a node that was never run because a
+  parent failed, and then beside (never over) an older `DONE` of other settings, which stays valid for those.
+- `STARTED`: the hash, host, pid and boot id of the attempt (with no DONE or FAILED of the same hash, the
+  attempt is running or was interrupted: `node_state` tells which).
+A folder whose markers all carry other hashes is `stale`: a run with the current settings starts it over.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import os
 import shutil
 import time
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -21,6 +30,7 @@ from pydantic import model_validator
 
 from stages import corpus as corpus_stage
 from stages import features as features_stage
+from stages import model_card
 from stages import finetune as finetune_stage
 from stages import pretrain as pretrain_stage
 from stages import probe as probe_stage
@@ -28,36 +38,81 @@ from stages import tokenizer as tokenizer_stage
 from stages import transfer as transfer_stage
 from stages import wic as wic_stage
 from stages import winogender as winogender_stage
-from stages.common import Number, StageConfig, read_json, setting, write_json, write_text
+from stages.common import Number, StageConfig, StageError, read_json, setting, write_json
 
 if TYPE_CHECKING:
     from orchestrator.graph import Graph, Node
 
 DONE, FAILED, STARTED, SETTINGS = "DONE", "FAILED", "STARTED", "settings.json"
+MARKERS = (DONE, FAILED, STARTED)
+# Not part of a node's produced files: its markers, and the resumable state it deletes once DONE.
+_NOT_OUTPUTS = {*MARKERS, SETTINGS, "checkpoint", "checkpoint.prev", "checkpoint.tmp"}
 
 
-def _folder_hash(node_dir: Path) -> str | None:
-    p = node_dir / SETTINGS
-    return read_json(p).get("hash") if p.exists() else None
+def read_marker(path: Path) -> dict | None:
+    """A marker's record, or None when it is absent or unreadable (a torn write: not a record at all)."""
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _marker_hash(node_dir: Path, name: str) -> str | None:
+    record = read_marker(node_dir / name)
+    if record is None:
+        return None
+    if "hash" in record:
+        return record["hash"]
+    # Folders written before markers carried their hash: settings.json said it for the whole folder.
+    legacy = read_marker(node_dir / SETTINGS)
+    return legacy.get("hash") if legacy else None
+
+
+def _folder_hashes(node_dir: Path) -> set[str]:
+    """The settings hashes of everything recorded in the folder (its markers and settings.json)."""
+    hashes = {_marker_hash(node_dir, m) for m in MARKERS if (node_dir / m).exists()}
+    settings = read_marker(node_dir / SETTINGS)
+    if settings and settings.get("hash"):
+        hashes.add(settings["hash"])
+    return hashes - {None}
+
+
+def done_problem(graph: Graph, node_id: str) -> str | None:
+    """Why the node's DONE of its current settings no longer holds (None when it holds, or there is none):
+    a parent no longer done or made again since, or a produced file missing or changed in size."""
+    d = graph.node_dir(node_id)
+    record = read_marker(d / DONE)
+    if record is None:
+        return "its DONE marker is unreadable (a torn write)" if (d / DONE).exists() else None
+    if _marker_hash(d, DONE) != graph.nodes[node_id].hash:
+        return None
+    for parent in record.get("parents") or {}:
+        if parent in graph.nodes and node_state(graph, parent) != "done":
+            return f"its parent {parent} is no longer done"
+    return _stale_reason(record, Path(graph.sweep.output_dir))
 
 
 def node_state(graph: Graph, node_id: str) -> str:
-    """done | failed | running | started | interrupted | pending, or stale: the folder holds work made with
-    other settings. An attempt without DONE or FAILED is `running` while the process that wrote STARTED is
+    """done | failed | running | started | interrupted | pending | stale, for the node's current settings.
+    stale: the folder holds work of other settings, or a DONE of these settings that no longer holds
+    (`done_problem`). An attempt without DONE or FAILED is `running` while the process that wrote STARTED is
     alive on this machine, `interrupted` once it is gone, and `started` when it ran on another machine (whose
     processes this one cannot see). A recycled pid can make a dead attempt look running."""
     d = graph.node_dir(node_id)
     if not d.exists() or not any(d.iterdir()):
         return "pending"
-    if _folder_hash(d) != graph.nodes[node_id].hash:
-        return "stale"
-    if (d / DONE).exists():
-        return "done"
-    if (d / FAILED).exists():
+    h = graph.nodes[node_id].hash
+    if _marker_hash(d, DONE) == h:
+        return "stale" if done_problem(graph, node_id) else "done"
+    if _marker_hash(d, FAILED) == h:
         return "failed"
-    if (d / STARTED).exists():
+    if _marker_hash(d, STARTED) == h:
         return _attempt_state(d / STARTED)
-    return "pending"
+    if (d / STARTED).exists() and read_marker(d / STARTED) is None:
+        return "interrupted"           # a STARTED torn by a crash while it was written
+    hashes = _folder_hashes(d)
+    return "stale" if hashes - {h} else "pending"
 
 
 def _boot_id() -> str | None:
@@ -94,12 +149,58 @@ def read_done(graph: Graph, node_id: str) -> dict | None:
     return read_json(graph.node_dir(node_id) / DONE) if node_state(graph, node_id) == "done" else None
 
 
+def failure_message(node_dir: Path) -> str | None:
+    """The first line of the error in the folder's FAILED marker (None without one)."""
+    record = read_marker(node_dir / FAILED)
+    if record is not None:
+        return str(record.get("error", "")).splitlines()[0] if record.get("error") else ""
+    if (node_dir / FAILED).exists():   # written before FAILED was JSON: the error was its first line
+        return next(iter((node_dir / FAILED).read_text(errors="replace").splitlines()), "")
+    return None
+
+
+def _write_failed(node_dir: Path, node_hash: str, error: str, trace: str = "") -> None:
+    write_json(node_dir / FAILED, {"hash": node_hash, "error": error, "traceback": trace, "time": time.time()})
+
+
 def mark_failed(graph: Graph, node_id: str, message: str) -> None:
+    """Record that the node failed (or was not run because a parent failed) under its current settings. Only
+    FAILED is written: an older DONE of other settings stays as it is, valid for those settings."""
     d = graph.node_dir(node_id)
     d.mkdir(parents=True, exist_ok=True)
-    if _folder_hash(d) != graph.nodes[node_id].hash:
-        write_json(d / SETTINGS, {"hash": graph.nodes[node_id].hash})
-    write_text(d / FAILED, message + "\n")
+    _write_failed(d, graph.nodes[node_id].hash, message)
+
+
+def _outputs(node: Node, d: Path, root: Path, summary: dict) -> dict[str, int]:
+    """The files the node produced, by path relative to the sweep's output root, with their sizes: its folder
+    (markers and checkpoints apart) and the shared token cache a `tokenize` node writes outside it."""
+    files = [f for f in d.rglob("*") if f.is_file() and f.relative_to(d).parts[0] not in _NOT_OUTPUTS]
+    for key in ("cache", "counts"):
+        if node.kind == "tokenize" and summary.get(key):
+            files += [Path(summary[key])]
+    out = {}
+    for f in sorted(files):
+        try:
+            out[f.resolve().relative_to(root.resolve()).as_posix()] = f.stat().st_size
+        except ValueError:
+            continue                   # outside the output root (e.g. a cache set elsewhere): not tracked
+    return out
+
+
+def _parents_done(node: Node, root: Path) -> dict[str, str]:
+    """The done_id of each parent, read where the parent wrote it. A parent this process cannot see is almost
+    always a cluster whose output_dir is not on storage shared by every machine: say that, not 'no file'."""
+    ids = {}
+    for parent in node.parents:
+        record = read_marker(root / parent / DONE)
+        if record is None:
+            raise StageError(
+                f"{node.id} needs the output of its parent {parent}, but {root / parent / DONE} is not visible "
+                f"on this machine ({os.uname().nodename}). On a cluster, output_dir ({root}) must be on storage "
+                "shared by every machine (NFS or similar, mounted at the same path): set output_dir to such a "
+                "folder and rerun.")
+        ids[parent] = record.get("done_id", "")
+    return ids
 
 
 @dataclass
@@ -133,23 +234,21 @@ class Trial:
 
 def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = None,
              report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print,
-             log_model_artifacts: bool = False) -> dict:
+             log_model_artifacts: bool = False, keep_checkpoints: bool = False) -> dict:
     """Execute `node`, whose folder is `<root>/<node id>`; returns its summary (also written to DONE). Raises
     on failure after recording it. Needs nothing but the node: its params hold its resolved stage config."""
     from stages.common import quiet_transformers
 
     quiet_transformers()
-    d = Path(root) / node.id
-    if d.exists() and _folder_hash(d) != node.hash:
-        # Checkpoints and results of other settings must not leak into this run (a resumed optimizer,
-        # a cached init): start over. Their MLflow run stays, under the old hash.
-        log(f"[{node.kind}] {node.id}: settings changed since the last run; starting this node over")
-        shutil.rmtree(d)
+    root = Path(root)
+    d = root / node.id
+    if d.exists():
+        _start_over_if_needed(node, d, root, log)
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / SETTINGS, {"hash": node.hash, "params": node.params, "parents": list(node.parents)})
+    write_json(d / STARTED, {"hash": node.hash, "time": time.time(), "host": os.uname().nodename,
+                             "pid": os.getpid(), "boot": _boot_id()})
     (d / FAILED).unlink(missing_ok=True)
-    write_json(d / STARTED, {"time": time.time(), "host": os.uname().nodename, "pid": os.getpid(),
-                             "boot": _boot_id()})
     if tracker and run_id:
         tracker.start(run_id)
 
@@ -159,15 +258,16 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
         if report:
             report({**metrics, "step": step})
 
-    trial = Trial(node, d, Path(root), on_log, threads, tracker, run_id, log, log_model_artifacts)
+    trial = Trial(node, d, root, on_log, threads, tracker, run_id, log, log_model_artifacts)
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     try:
+        parents_done = _parents_done(node, root)
         gpu_memory = _cap_gpu_memory(node, log)   # before the stage builds any model
         summary = KINDS[node.kind].run(trial)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
-        write_text(d / FAILED, msg + "\n\n" + traceback.format_exc() + "\n")
+        _write_failed(d, node.hash, msg, traceback.format_exc())
         if tracker and run_id:
             tracker.finish(run_id, ok=False, error=msg)
         log(f"[{node.kind}] {node.id}: FAILED: {msg}")
@@ -178,12 +278,58 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
         import torch
 
         summary["gpu_memory"] = {**gpu_memory, "max_memory_allocated": torch.cuda.max_memory_allocated()}
-    write_json(d / DONE, summary)
+    summary.update(hash=node.hash, done_id=uuid.uuid4().hex, parents=parents_done,
+                   outputs=_outputs(node, d, root, summary))
+    write_json(d / DONE, summary)             # last, atomically: from here on the node is finished
+    if not keep_checkpoints:
+        _drop_checkpoints(d)
     if tracker and run_id:
         tracker.log_artifact(run_id, d / DONE, "node")
         tracker.finish(run_id, ok=True)
     log(f"[{node.kind}] {node.id}: done in {summary['seconds']:.1f}s")
     return summary
+
+
+def _start_over_if_needed(node: Node, d: Path, root: Path, log: Callable[[str], None]) -> None:
+    """Empty the folder when what it holds must not be resumed: work of other settings (a resumed optimizer
+    of another learning rate, a cached init), or a DONE of these settings that no longer holds. An unreadable
+    DONE is only dropped: the attempt's checkpoints are still this node's, so the rerun resumes from them."""
+    if (d / DONE).exists() and read_marker(d / DONE) is None:
+        log(f"[{node.kind}] {node.id}: its DONE marker is unreadable (a torn write); running the node again "
+            "from its last checkpoint")
+        (d / DONE).unlink()
+    other = _folder_hashes(d) - {node.hash}
+    stale_done = None
+    if not other and _marker_hash(d, DONE) == node.hash:
+        record = read_marker(d / DONE) or {}
+        stale_done = _stale_reason(record, root)
+    if other or stale_done:
+        # Its MLflow run stays, under the old hash.
+        why = stale_done or "settings changed since the last run"
+        log(f"[{node.kind}] {node.id}: {why}; starting this node over")
+        shutil.rmtree(d)
+
+
+def _stale_reason(record: dict, root: Path) -> str | None:
+    """What in a DONE record no longer holds, read from the folders alone (a worker has no graph): a parent
+    whose DONE now has another done_id (it was made again), or a produced file missing or of another size."""
+    for parent, done_id in (record.get("parents") or {}).items():
+        now = read_marker(root / parent / DONE)
+        if now is None or now.get("done_id") != done_id:
+            return f"its parent {parent} was made again since it read it"
+    for rel, size in (record.get("outputs") or {}).items():
+        f = root / rel
+        if not f.is_file() or f.stat().st_size != size:
+            return f"its output {rel} is missing or changed"
+    return None
+
+
+def _drop_checkpoints(d: Path) -> None:
+    """Resumable training state is only needed until the result is DONE (at paper scale it is a copy of model
+    and optimizer per pretraining node: hundreds of GB over a study). `keep_checkpoints: true` keeps it."""
+    for name in ("checkpoint", "checkpoint.prev", "checkpoint.tmp"):
+        if (d / name).is_dir():
+            shutil.rmtree(d / name)
 
 
 def _cap_gpu_memory(node: Node, log: Callable[[str], None]) -> dict | None:
@@ -254,12 +400,13 @@ def _pretrain(t: Trial) -> dict:
         res = transfer_stage.transfer(transfer_cfg, log=t.log)
         t.log(f"[transfer] {t.node.id}: {res.mode}, vocab {res.vocab_size}, {res.identity_count} ordinary tokens "
               "keep their own source row (special tokens are matched by role, apart)")
-        write_text(init / ".complete", "")
+        write_json(init / ".complete", {})
     report = read_json(init / "mapping_report.json")
     t.artifact(init / "mapping_report.json", "transfer")
     t.tags({"xlt.identity_count": report.get("identity_count", "-")})
-    res = pretrain_stage.pretrain(t.config(), on_log=t.on_log,
-                                  log=t.log)
+    cfg = t.config()
+    res = pretrain_stage.pretrain(cfg, on_log=t.on_log, log=t.log)
+    _pretrain_card(t, cfg, transfer_cfg, report, res)
     t.tags({"xlt.model_dir": res.model_dir})
     if t.log_model_artifacts:
         t.artifact(Path(res.model_dir), "model")
@@ -267,9 +414,39 @@ def _pretrain(t: Trial) -> dict:
     return {"result": dataclasses.asdict(res), "model_dir": res.model_dir}
 
 
+def _shown(path: str | None, root: Path) -> str | None:
+    """A path as a model card shows it: a folder of this sweep by its node-relative path (the card must not
+    change when the output folder moves), anything else (a hub id) as it is."""
+    if path and path.startswith("/") and root.resolve() in Path(path).resolve().parents:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    return path
+
+
+def _pretrain_card(t: Trial, cfg, transfer_cfg, report: dict, res) -> None:
+    """The hub-ready README.md of the exported model folder (stages/model_card.py)."""
+    lang = t.node.row[0].split("→")[-1] if t.node.row else "en"   # "sv→en" is English; a built source its own
+    hyper = ("learning_rate", "batch_size", "block_size", "mlm_probability", "max_steps", "epochs", "warmup_steps",
+             "weight_decay", "mixed_precision")
+    model_card.write_pretrain_card(
+        res.model_dir, model_key=t.node.model or t.node.id, source_model=_shown(transfer_cfg.source, t.root),
+        language=lang, init_method=transfer_cfg.mode, mapping_summary=model_card.mapping_summary(report),
+        corpus_files=cfg.corpus.files or [cfg.corpus.hub_dataset], tokens_seen=res.tokens_seen, steps=res.steps,
+        eval_loss=res.eval_loss, eval_accuracy=res.eval_accuracy, seed=cfg.seed,
+        hyperparameters={k: getattr(cfg, k) for k in hyper})
+
+
 def _finetune(t: Trial) -> dict:
     cfg = t.config()
     res = finetune_stage.finetune(cfg, on_log=t.on_log)
+    if cfg.save_model:
+        # forgetting tasks are named <task>-<lang> (scandisent-sv); GLUE is English
+        lang = cfg.task.rsplit("-", 1)[1] if t.node.kind == "forget" and "-" in cfg.task else "en"
+        model_card.write_finetune_card(
+            t.dir / "model", model_key=f"{t.node.model}-{cfg.task}-seed{cfg.seed}",
+            base_model=_shown(cfg.model, t.root), task=cfg.task, seed=cfg.seed, metrics=res.metrics,
+            language=lang, hyperparameters={k: getattr(cfg, k) for k in ("learning_rate", "batch_size", "epochs",
+                                                                          "max_length", "warmup_ratio")
+                                            if hasattr(cfg, k)})
     t.on_log(res.steps, {f"final/{k}": v for k, v in res.metrics.items()})
     t.artifact(t.dir / "eval_results.json", "eval")
     # NaN metrics are not logged to MLflow (an undefined correlation is no point on a curve): tags say so.

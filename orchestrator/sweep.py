@@ -20,6 +20,7 @@ from ray.tune.search import Searcher
 
 from orchestrator.gating import Gate
 from orchestrator.graph import Graph, Node
+from orchestrator.progress import ProgressView, key_report, tune_console
 from orchestrator.runner import done_nodes, mark_failed, node_state, run_node
 from stages.common import read_json, write_json
 
@@ -65,7 +66,8 @@ class GatedSearcher(Searcher):
                 "tracking_uri": self.tracker.uri if self.tracker else None,
                 "experiment_id": self.tracker.experiment_id if self.tracker else None,
                 "spec_file": str(spec_file(self.graph, node_id)), "root": self.graph.sweep.output_dir,
-                "log_model_artifacts": self.graph.sweep.log_model_artifacts}
+                "log_model_artifacts": self.graph.sweep.log_model_artifacts,
+                "keep_checkpoints": self.graph.sweep.keep_checkpoints}
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         node_id = self.trial_nodes.get(trial_id)
@@ -90,12 +92,13 @@ def _trial(config: dict) -> None:
     tracker = Tracker.for_worker(config["tracking_uri"], config["experiment_id"]) if config["run_id"] else None
     threads = max(1, int(config["resources"]["cpu"]))
     summary = run_node(node, config["root"], tracker, config["run_id"], report=tune.report, threads=threads,
-                       log_model_artifacts=config["log_model_artifacts"])
+                       log_model_artifacts=config["log_model_artifacts"],
+                       keep_checkpoints=config.get("keep_checkpoints", False))
     final = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    tune.report({"done": 1, "seconds": summary["seconds"], **final})
+    tune.report({"done": 1, "seconds": summary["seconds"], **final, **key_report(node.kind, summary)})
 
 
-def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_say) -> Gate:
+def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_say, verbose: bool = False) -> Gate:
     import ray
 
     s = graph.sweep
@@ -116,14 +119,19 @@ def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_
     searcher = GatedSearcher(gate, graph, tracker, sweep_run_id, has_gpu, log=log)
     trainable = tune.with_resources(_trial, lambda cfg: {"cpu": cfg["resources"]["cpu"], "gpu": cfg["resources"]["gpu"]})
     name = time.strftime("run-%Y%m%d-%H%M%S")
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=s.max_concurrent_trials, reuse_actors=True,
-                                    trial_name_creator=lambda t: t.config["node_id"].replace("/", ":"),
-                                    trial_dirname_creator=lambda t: t.config["node_id"].replace("/", "_")),
-        run_config=tune.RunConfig(name=name, storage_path=str(Path(s.output_dir) / "tune"),
-                                  failure_config=tune.FailureConfig(max_failures=s.max_failures), verbose=1),
-    )
-    tuner.fit()
+    view = ProgressView(graph, gate, ray.cluster_resources(), has_gpu, log=log)
+    with tune_console(verbose) as tune_verbose:
+        tuner = tune.Tuner(
+            trainable,
+            # num_samples: each node is one trial (a retry is the same trial), so `todo` bounds the trials;
+            # -1 would do too, but Tune's header then announces sys.maxsize trials
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=todo,
+                                        max_concurrent_trials=s.max_concurrent_trials, reuse_actors=True,
+                                        trial_name_creator=lambda t: t.config["node_id"].replace("/", ":"),
+                                        trial_dirname_creator=lambda t: t.config["node_id"].replace("/", "_")),
+            run_config=tune.RunConfig(name=name, storage_path=str(Path(s.output_dir) / "tune"),
+                                      failure_config=tune.FailureConfig(max_failures=s.max_failures),
+                                      verbose=tune_verbose, callbacks=[view]),
+        )
+        tuner.fit()
     return gate

@@ -7,8 +7,13 @@ concurrent schema work) and trials only log to the run id they are given.
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
@@ -16,7 +21,35 @@ from mlflow.tracking import MlflowClient
 
 NODE_TAG, SWEEP_TAG, KIND_TAG, HASH_TAG = "xlt.node_id", "xlt.sweep", "xlt.kind", "xlt.node_hash"
 PARENT_TAG = "mlflow.parentRunId"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"   # MLflow's own: the UI shows it as the run's source version
 MAX_PARAM_LEN = 6000
+# MLflow 3's UI opens an experiment without this tag on its GenAI traces page; "custom_model_development"
+# (the UI's "machine learning" kind) opens it on the runs table. The UI may itself store a guess, marked
+# "_inferred", which we replace; a kind chosen by hand in the UI is left alone.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+PROBE_TIMEOUT_S = 3.0
+
+
+class TrackingServerDown(RuntimeError):
+    """The tracking URI names an HTTP server that does not answer."""
+
+
+def check_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise TrackingServerDown unless the http(s) tracking server at `uri` answers within `timeout` seconds.
+
+    MlflowClient retries a refused connection with backoff for minutes before it fails, so without this a
+    sweep pointed at a stopped server would hang before its first trial. Any HTTP answer counts as up (a
+    proxy may answer /health with 401 or 404); only no answer at all is an error. sqlite:/// needs nothing."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, socket.timeout, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingServerDown(f"MLflow tracking server {uri} does not answer ({reason})") from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -41,9 +74,13 @@ class Tracker:
             # An absolute artifact root: trials run in other directories than the driver.
             loc = Path(artifact_location).resolve().as_uri() if artifact_location and "://" not in artifact_location \
                 else artifact_location
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc)
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=loc,
+                                                               tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         else:
             self.experiment_id = exp.experiment_id
+            kind = exp.tags.get(EXPERIMENT_KIND_TAG)
+            if kind is None or kind.endswith("_inferred") or kind == "no_inferred_type":
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
     @classmethod
     def for_worker(cls, tracking_uri: str, experiment_id: str) -> "Tracker":
@@ -57,15 +94,27 @@ class Tracker:
                                        order_by=["attributes.start_time ASC"])
         return runs[0] if runs else None
 
-    def sweep_run(self, sweep_name: str, params: dict, config_file: str | None = None) -> str:
+    def sweep_run(self, sweep_name: str, params: dict, config_file: str | None = None,
+                  tags: dict[str, str] | None = None, invocation: dict | None = None) -> str:
+        """The sweep's parent run. Every `xlt run` of the sweep reuses it, so what differs between runs (the
+        overrides, the git commit) goes into tags, which are overwritten, not params, which are immutable;
+        `invocation` (config, overrides, commit) is also kept as the artifact `overrides.json`."""
         run = self._find({SWEEP_TAG: sweep_name})
         if run is None:
             run = self.client.create_run(self.experiment_id, run_name=sweep_name,
                                          tags={SWEEP_TAG: sweep_name, KIND_TAG: "sweep"})
-        self._log_params(run.info.run_id, params)
+        run_id = run.info.run_id
+        self._log_params(run_id, params)
+        if tags:
+            self.set_tags(run_id, tags)
         if config_file:
-            self.client.log_artifact(run.info.run_id, config_file)
-        return run.info.run_id
+            self.client.log_artifact(run_id, config_file)
+        if invocation is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "overrides.json"
+                path.write_text(json.dumps(invocation, indent=2) + "\n")
+                self.client.log_artifact(run_id, str(path))
+        return run_id
 
     def node_run(self, node, sweep_run_id: str) -> str:
         """The node's run for its current settings, created on first use (MLflow params are immutable, so

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import random
@@ -175,6 +176,59 @@ def save_npy(path: str | Path, array) -> None:
     """np.save through atomic_write (np.save on a path would leave a torn file after a crash)."""
     with atomic_write(path, "wb") as f:
         np.save(f, array)
+
+
+# --- content identity of data files ------------------------------------------------------------------
+
+_DIGESTS: dict[str, str] = {}
+_PERSIST_FROM = 16 << 20       # bytes: smaller files are hashed again each time (milliseconds), bigger ones once
+
+
+def _digest_cache_file() -> Path:
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("XLT_CACHE_DIR") or xdg / "xlt") / "digests.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    """First 16 hex digits of the sha256 of a file's bytes, read in 4 MiB blocks (no cache)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (first 16 hex digits) of a file's bytes: what a node hash records of its data, so a copied,
+    moved or re-mounted file is the same data and a touched one is unchanged, while any edit of its bytes
+    shows. Hashing English Wikipedia takes seconds, so digests of big files are kept in a small per-user
+    cache (`$XLT_CACHE_DIR`, else `$XDG_CACHE_HOME/xlt`, default ~/.cache/xlt), keyed by path, inode, size
+    and ctime. The ctime, not the mtime: any write (or `touch`) sets it and nothing can set it back, so a file edited in place with its old
+    mtime restored (`cp -p`, `rsync -t`) still gets a new key and is hashed again."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}|{st.st_ino}|{st.st_size}|{st.st_ctime_ns}"
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    cache_file = _digest_cache_file()
+    persisted: dict = {}
+    if st.st_size >= _PERSIST_FROM:
+        with contextlib.suppress(OSError, ValueError):
+            persisted = read_json(cache_file)
+        if key in persisted:
+            _DIGESTS[key] = persisted[key]
+            return persisted[key]
+    _DIGESTS[key] = digest = sha256_file(p)
+    if st.st_size >= _PERSIST_FROM:
+        # Another process may have added entries meanwhile: re-read, add ours, replace atomically. A lost
+        # entry only costs one more hashing.
+        with contextlib.suppress(OSError, ValueError):
+            persisted = read_json(cache_file)
+        persisted[key] = digest
+        with contextlib.suppress(OSError):
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json(cache_file, persisted)
+    return digest
 
 
 def read_json(path: str | Path) -> Any:

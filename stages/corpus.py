@@ -9,7 +9,7 @@ from typing import Iterator
 
 from pydantic import model_validator
 
-from stages.common import StageConfig, StageError, atomic_write, setting
+from stages.common import StageConfig, StageError, atomic_write, file_digest, setting
 
 
 class CorpusConfig(StageConfig):
@@ -30,7 +30,9 @@ class CorpusConfig(StageConfig):
         return self
 
     def fingerprint(self) -> str:
-        """Stable id of what the corpus holds, for caches keyed by (corpus, tokenizer)."""
+        """Stable id of what the corpus holds, for caches keyed by (corpus, tokenizer) and node hashes: the
+        files by content (in order), not by path, so the same text copied or mounted elsewhere is the same
+        corpus, and a touched file is unchanged."""
         d = self.model_dump()
         d["files"] = [_file_stamp(f) for f in self.files]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -38,8 +40,9 @@ class CorpusConfig(StageConfig):
 
 def _file_stamp(path: str) -> list:
     p = Path(path)
-    st = p.stat() if p.exists() else None
-    return [str(p.resolve()), st.st_size if st else None, int(st.st_mtime) if st else None]
+    if not p.is_file():
+        return [p.name, None, None]
+    return [p.name, p.stat().st_size, file_digest(p)]
 
 
 def check_corpus(cfg: CorpusConfig, what: str = "corpus") -> None:

@@ -8,7 +8,10 @@ the other 85% is work whose result is thrown away. Batch order and masks are fun
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
 from stages.common import (MixedPrecision, Number, StageConfig, StageError, configure_threads, make_accelerator, make_adamw, quiet_transformers,
                            read_json, replace_dir, resolve_mixed_precision, set_seed, setting,
-                           write_json)
+                           sha256_file, write_json)
 from stages.corpus import CorpusConfig, load_token_cache, tokenize_to_cache
 from stages.tokenizer import load_tokenizer
 
@@ -172,6 +175,72 @@ def _evaluate(model: SparseMLM, data: PackedBlocks, masker, accelerator, batch_s
     return total / max(1, n), correct / max(1, n)
 
 
+CHECKPOINTS = ("checkpoint", "checkpoint.prev")   # the newest first; the older one is kept until a newer is in place
+
+
+def _save_checkpoint(accelerator, out: Path, step: int) -> None:
+    """Model weights as safetensors (optimizer, scheduler and RNG states in Accelerate's own files), with a
+    manifest of every file's size and digest, so a torn or truncated checkpoint is found before it is loaded.
+    The previous checkpoint is kept as `checkpoint.prev` until this one is complete and in place."""
+    tmp = out / "checkpoint.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    # safetensors stores a shared tensor once; Accelerate warns at every save about the aliases it drops (the
+    # decoder tied to the embeddings, and SparseMLM's `head`, which is the model's own MLM head). Loading ties
+    # them again: a resumed run equals an uninterrupted one bit for bit (tests/test_pretrain.py).
+    shared_warning = logging.getLogger("accelerate.utils.other")
+    level = shared_warning.level
+    shared_warning.setLevel(logging.ERROR)
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+    finally:
+        shared_warning.setLevel(level)
+    files = {f.name: [f.stat().st_size, sha256_file(f)] for f in sorted(tmp.iterdir()) if f.is_file()}
+    write_json(tmp / "trainer_state.json", {"step": step, "files": files})
+    newest, previous = (out / name for name in CHECKPOINTS)
+    if newest.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(newest, previous)
+    os.replace(tmp, newest)
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder (None: it is whole): no readable state, or a file missing or
+    not the size and digest its manifest records."""
+    try:
+        state = read_json(folder / "trainer_state.json")
+        int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json missing or unreadable"
+    for name, (size, digest) in (state.get("files") or {}).items():
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size:,} bytes, its manifest says {size:,} (truncated?)"
+        if sha256_file(f) != digest:
+            return f"{name} does not match its recorded digest"
+    return None
+
+
+def _good_checkpoint(out: Path, log: Callable[[str], None]) -> Path | None:
+    """The newest whole checkpoint; a damaged one is said in the log and skipped (then deleted by the next
+    save). None: start from step 0."""
+    for name in CHECKPOINTS:
+        folder = out / name
+        if not folder.exists():
+            continue
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        log(f"[pretrain] checkpoint {folder} is damaged ({problem}); not resuming from it")
+    if any((out / name).exists() for name in CHECKPOINTS):
+        log("[pretrain] no whole checkpoint left: starting from step 0 (batches and masks are functions of "
+            "(seed, step), so the result is the same)")
+    return None
+
+
 def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None] | None = None,
              log: Callable[[str], None] = print) -> PretrainResult:
     from transformers import AutoModelForMaskedLM, get_linear_schedule_with_warmup
@@ -181,7 +250,6 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out / "checkpoint"
 
     # One process per trial (Ray gives each its share of a GPU); nothing launches data-parallel workers.
     accelerator = make_accelerator(resolve_mixed_precision(cfg.mixed_precision))
@@ -207,10 +275,11 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
 
     step = 0
-    if (ckpt_dir / "trainer_state.json").exists():
-        accelerator.load_state(str(ckpt_dir))
-        step = read_json(ckpt_dir / "trainer_state.json")["step"]
-        log(f"[pretrain] resuming from checkpoint at step {step}/{total_steps}")
+    good = _good_checkpoint(out, log)
+    if good is not None:
+        accelerator.load_state(str(good))
+        step = read_json(good / "trainer_state.json")["step"]
+        log(f"[pretrain] resuming from checkpoint {good.name} at step {step}/{total_steps}")
     resumed_from = step
 
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
@@ -272,10 +341,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
             window_loss, window_steps, window_tokens, window_pad, window_time = 0.0, 0, 0, 0, 0.0
 
         if step % cfg.checkpoint_every == 0 and step < total_steps:
-            tmp = out / "checkpoint.tmp"
-            accelerator.save_state(str(tmp), safe_serialization=False)
-            write_json(tmp / "trainer_state.json", {"step": step})
-            replace_dir(tmp, ckpt_dir)
+            _save_checkpoint(accelerator, out, step)
 
     final = out / "model"
     tmp = out / "model.tmp"

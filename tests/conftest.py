@@ -35,6 +35,23 @@ def make_tiny_bert(folder: Path, corpus: Path, vocab_size: int = 200, hidden: in
     return str(folder)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_caches(tmp_path_factory):
+    """The per-user caches `xlt` keeps (file digests, the last `xlt run` per config) point into a temporary
+    folder: tests must not read or write the home folder of whoever runs them."""
+    import os
+
+    cache = tmp_path_factory.mktemp("user-cache")
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "XLT_CACHE_DIR")}
+    os.environ["XDG_CACHE_HOME"], os.environ["XLT_CACHE_DIR"] = str(cache), str(cache / "xlt")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus") / "en.txt", 3000, seed=1)

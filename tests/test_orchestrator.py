@@ -10,6 +10,7 @@ import yaml
 from orchestrator.config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_sweep
 from orchestrator.gating import Gate
 from orchestrator.graph import build_graph
+from orchestrator.runner import failure_message
 
 PAPER = REPO_ROOT / "configs" / "paper.yaml"
 
@@ -89,6 +90,11 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r.update(colour="red"), "unknown key colour"),
     (lambda r: r["finetune"].update(seeds="1,2"), "finetune.seeds: Input should be a valid list, got '1,2'"),
     (lambda r: r["finetune"].update(seeds=[]), "finetune.seeds: List should have at least 1 item"),
+    (lambda r: r["finetune"].update(seeds=[1, 2, 1]), "finetune.seeds: seed(s) 1 listed twice"),
+    (lambda r: r["wic"].update(seeds=[3, 3]), "wic.seeds: seed(s) 3 listed twice"),
+    (lambda r: r["forgetting"].update(seeds=[2, 2]), "forgetting.seeds: seed(s) 2 listed twice"),
+    (lambda r: r["target"].update(vocab_size=0), "target.vocab_size: Input should be greater than or equal to 100"),
+    (lambda r: r["target"].update(vocab_size=-5), "target.vocab_size: Input should be greater than or equal to"),
     (lambda r: r["pretrain"].update(max_steps="many"), "pretrain.max_steps"),
     (lambda r: r["pretrain"].update(learning_rate="fast"), "pretrain.learning_rate: Input should be a valid number"),
     (lambda r: r["pretrain"].update(learning_rate=0), "pretrain.learning_rate: Input should be greater than 0"),
@@ -129,6 +135,15 @@ def test_overrides_are_validated_like_yaml(tmp_path):
         load_sweep(DEFAULT_CONFIG, ["pretrain.lr=1"], base_dir=tmp_path)
     with pytest.raises(ConfigError, match="key=value"):
         load_sweep(DEFAULT_CONFIG, ["pretrain.max_steps"], base_dir=tmp_path)
+
+
+def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\npretrain:\n  max_steps: 3\n   batch_size: 8\n")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(bad, base_dir=tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{bad}:4:") and "YAML syntax error" in msg
 
 
 def test_missing_config_file(tmp_path):
@@ -200,7 +215,7 @@ def test_searcher_as_plain_object(tmp_path):
     b = searcher.suggest("t3")
     assert b["node_id"] == "tokenize/S/S-1000-cased"
     searcher.on_trial_complete("t3", error=True)  # no DONE marker: failed; its children are failed with it
-    assert (g.node_dir("pretrain/S-to-en-keep") / "FAILED").read_text().startswith(
+    assert failure_message(g.node_dir("pretrain/S-to-en-keep")).startswith(
         "not run: its parent tokenize/S/S-1000-cased")
     assert searcher.suggest("t4") == Searcher.FINISHED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,6 +179,37 @@ def test_resume_after_crash_matches_uninterrupted_run(pt_config):
     b = AutoModelForMaskedLM.from_pretrained(resumed.model_dir).state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_damaged_checkpoint_is_found_and_the_last_good_one_resumed(pt_config):
+    """Checkpoints are safetensors with a manifest of sizes and digests. A truncated newest checkpoint is
+    named in the log and skipped for the previous one; with both damaged the run starts from step 0. Either
+    way the final weights equal an uninterrupted run's bit for bit (batches and masks depend on (seed, step))."""
+    from safetensors.torch import load_file
+
+    full = pretrain(pt_config("full", checkpoint_every=3), log=lambda *_: None)
+    reference = load_file(full.model_dir + "/model.safetensors")
+
+    def crash_at_8(step, metrics):
+        if step >= 8:
+            raise RuntimeError("crash")
+
+    for damaged, resumed_from in ((["checkpoint"], 3), (["checkpoint", "checkpoint.prev"], 0)):
+        out = f"crash-{len(damaged)}"
+        with pytest.raises(RuntimeError):
+            pretrain(pt_config(out, checkpoint_every=3), on_log=crash_at_8, log=lambda *_: None)
+        folder = Path(pt_config(out).output_dir)
+        assert (folder / "checkpoint" / "model.safetensors").exists()        # weights as safetensors
+        assert json.loads((folder / "checkpoint.prev" / "trainer_state.json").read_text())["step"] == 3
+        for name in damaged:                                                 # a torn copy: half its bytes
+            f = folder / name / "model.safetensors"
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        lines = []
+        res = pretrain(pt_config(out, checkpoint_every=3), log=lines.append)
+        assert res.resumed_from_step == resumed_from and res.steps == 12
+        assert [ln for ln in lines if "damaged" in ln and "model.safetensors" in ln and "truncated" in ln]
+        got = load_file(res.model_dir + "/model.safetensors")
+        assert got.keys() == reference.keys() and all(torch.equal(got[k], reference[k]) for k in reference)
 
 
 def test_bad_batch_and_tiny_corpus_are_refused(pt_config, tmp_path):

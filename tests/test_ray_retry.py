@@ -183,7 +183,7 @@ def test_crashed_pretraining_trial_is_retried_and_resumes_from_its_checkpoint(tm
     assert set(graph.nodes) == {"tokenizer/S-120-cased", "tokenize/S/S-120-cased", "pretrain/S",
                                 "pretrain/S-to-en-keep", "finetune/S-to-en-keep/sst2/seed1"}
     done = {n: read_done(graph, n) for n in graph.nodes}
-    assert all(done.values()), {n: (graph.node_dir(n) / "FAILED").read_text()[:500]
+    assert all(done.values()), {n: (graph.node_dir(n) / "FAILED").read_text()[:1500]
                                 for n, d in done.items() if not d and (graph.node_dir(n) / "FAILED").exists()}
 
     client = MlflowClient(sweep.tracking_uri)

@@ -1,9 +1,10 @@
 """A local data file edited after a run re-runs exactly the nodes that read it and their descendants.
 
-The node hash covers each local input by its size and (whole-second) modification time, not its content
-(`orchestrator.graph._file_stamps`, `stages.corpus._file_stamp`). So every way an edit can show up is checked:
-a same-size edit (caught by the mtime), a size-changing edit with the old mtime put back (caught by the size,
-as after `cp -p` or `rsync -t`), and a touch without any edit (re-runs, on purpose: the stamp cannot tell).
+The node hash covers each local input by its content (name within its folder, size and sha256:
+`orchestrator.graph._file_stamps`, `stages.corpus._file_stamp`) and every path relative to the output folder
+or to the config's base directory, never by location or modification time. So: a same-size edit and a
+size-changing edit with the old mtime put back (as after `cp -p` or `rsync -t`) are both caught, a touch
+without any edit re-runs nothing, and a project or output folder moved elsewhere keeps every node done.
 
 The expected set is derived here, from node kinds and ids (which nodes read the file) and the parent links
 (their descendants), never from the graph's hashes. Graph level only: nothing is trained.
@@ -20,6 +21,7 @@ from orchestrator.config import DEFAULT_CONFIG, check_local_data, load_sweep
 from orchestrator.gating import Gate
 from orchestrator.graph import build_graph
 from orchestrator.runner import SETTINGS, done_nodes, node_state
+from stages.common import write_json
 
 DATA = "data/synthetic"            # the demo's data paths, made absolute against tmp_path
 OLD_MTIME = 1_600_000_000          # every file starts with this mtime: an edit now is always a later second
@@ -196,25 +198,63 @@ def test_a_size_change_is_caught_even_with_the_old_mtime_put_back(tmp_path):
     assert _changed(before, _graph(cfg)) == _expected(before, "glue/RTE/dev.tsv")
 
 
-def test_a_touch_alone_reruns_the_same_nodes(tmp_path):
-    """The stamp is size and mtime, not content: a touched but unchanged file re-runs its nodes (a
-    conservative rerun, as README's 'Changed settings' describes), and exactly those."""
+def test_an_edit_that_keeps_size_and_mtime_is_caught(tmp_path):
+    """Content, not stamps: the same bytes count, the same size and mtime do not."""
+    cfg = _on_disk(tmp_path)
+    before = _graph(cfg)
+    p = tmp_path / DATA / "glue/RTE/dev.tsv"
+    _same_size_edit(p)
+    os.utime(p, (OLD_MTIME, OLD_MTIME))
+    assert _changed(before, _graph(cfg)) == _expected(before, "glue/RTE/dev.tsv")
+
+
+def test_a_touch_alone_reruns_nothing(tmp_path):
     cfg = _on_disk(tmp_path)
     before = _graph(cfg)
     p = tmp_path / DATA / "glue/RTE/dev.tsv"
     content = p.read_bytes()
     os.utime(p, (OLD_MTIME + 10, OLD_MTIME + 10))
     assert p.read_bytes() == content
-    assert _changed(before, _graph(cfg)) == _expected(before, "glue/RTE/dev.tsv")
+    assert _changed(before, _graph(cfg)) == set()
+
+
+def test_a_project_moved_elsewhere_with_its_data_and_outputs_stays_done(tmp_path):
+    """The whole folder (config, data, runs) copied to another path: every hash is the same, and nodes
+    marked done at the old place are done at the new one. So a cluster node that mounts the shared folder
+    elsewhere agrees with the driver, and `cp -r` of a project keeps its results."""
+    import shutil
+
+    cfg = _on_disk(tmp_path / "here")
+    before = _graph(cfg)
+    _mark_all_done(before)
+    shutil.copytree(tmp_path / "here", tmp_path / "moved" / "there")   # new mtimes, new absolute paths
+    after = _graph(tmp_path / "moved" / "there" / "sweep.yaml")
+    assert Path(after.sweep.output_dir) != Path(before.sweep.output_dir)
+    assert _changed(before, after) == set()
+    assert done_nodes(after) == set(after.nodes)
+
+
+def test_an_output_folder_moved_alone_stays_done(tmp_path):
+    import shutil
+
+    cfg = _on_disk(tmp_path)
+    before = _graph(cfg)
+    _mark_all_done(before)
+    shutil.move(before.sweep.output_dir, tmp_path / "elsewhere")
+    after = build_graph(load_sweep(cfg, [f"output_dir={tmp_path / 'elsewhere'}"], base_dir=cfg.parent))
+    assert _changed(before, after) == set()
+    assert done_nodes(after) == set(after.nodes)
 
 
 def _mark_all_done(graph) -> None:
-    """Folders as run_node leaves them after success: settings.json with the node's hash, and DONE."""
-    for nid, node in graph.nodes.items():
+    """Folders as run_node leaves them after success: settings.json, and DONE naming the node's hash and the
+    done_id of each parent it read."""
+    for nid, node in graph.nodes.items():      # parents first
         d = graph.node_dir(nid)
         d.mkdir(parents=True, exist_ok=True)
         (d / SETTINGS).write_text('{"hash": "%s"}' % node.hash)
-        (d / "DONE").write_text("{}")
+        write_json(d / "DONE", {"hash": node.hash, "done_id": f"id-{nid}",
+                                "parents": {p: f"id-{p}" for p in node.parents}, "outputs": {}})
 
 
 def test_after_an_edit_the_next_run_reruns_exactly_those_nodes(tmp_path, capsys, monkeypatch):

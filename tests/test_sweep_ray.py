@@ -61,7 +61,8 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
     from orchestrator.cli import main
     from orchestrator.config import load_sweep
     from orchestrator.graph import build_graph
-    from orchestrator.runner import read_done
+    from orchestrator.runner import failure_message, read_done
+    from stages.common import read_json
 
     write_corpus(tmp_path / "e.txt", 1500, seed=1)
     write_corpus(tmp_path / "s.txt", 1500, seed=2, words=WORDS_S)
@@ -72,10 +73,11 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
 
     graph = build_graph(load_sweep(cfg))
     failed_transfer = "pretrain/S-to-en-frequency"
-    err = (graph.node_dir(failed_transfer) / "FAILED").read_text()
-    assert "StageError" in err and "vocab_size <=" in err
+    err = read_json(graph.node_dir(failed_transfer) / "FAILED")
+    assert err["hash"] == graph.nodes[failed_transfer].hash
+    assert "StageError" in err["error"] and "vocab_size <=" in err["error"] and "Traceback" in err["traceback"]
     child = "finetune/S-to-en-frequency/sst2/seed1"
-    assert (graph.node_dir(child) / "FAILED").read_text().startswith(f"not run: its parent {failed_transfer} failed")
+    assert failure_message(graph.node_dir(child)).startswith(f"not run: its parent {failed_transfer} failed")
     ok_nodes = [n for n in graph.nodes if n not in (failed_transfer, child)]
     done = {n: read_done(graph, n) for n in ok_nodes}
     assert all(done.values()), [n for n, d in done.items() if not d]
