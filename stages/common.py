@@ -5,6 +5,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -75,6 +76,8 @@ class TrainingSettings(StageConfig):
     max_train_examples: int | None = setting(None, "the first N train examples only (quick runs)", ge=1)
     max_eval_examples: int | None = setting(None, "the first N examples of each dev split only", ge=1)
     eval_batch_size: int = setting(128, "examples per evaluation forward pass", ge=1)
+    group_by_length: bool = setting(True, "batches of examples of similar length (seeded), not of random ones: "
+                                          "GLUE batches drawn at random are 40-50% padding")
     log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
 
 
@@ -203,8 +206,9 @@ def file_digest(path: str | Path) -> str:
     moved or re-mounted file is the same data and a touched one is unchanged, while any edit of its bytes
     shows. Hashing English Wikipedia takes seconds, so digests of big files are kept in a small per-user
     cache (`$XLT_CACHE_DIR`, else `$XDG_CACHE_HOME/xlt`, default ~/.cache/xlt), keyed by path, inode, size
-    and ctime. The ctime, not the mtime: any write (or `touch`) sets it and nothing can set it back, so a file edited in place with its old
-    mtime restored (`cp -p`, `rsync -t`) still gets a new key and is hashed again."""
+    and ctime. The ctime, not the mtime: any write (or `touch`) sets it and nothing can set it back, so a
+    file edited in place with its old mtime restored (`cp -p`, `rsync -t`) still gets a new key and is hashed
+    again."""
     p = Path(path).resolve()
     st = p.stat()
     key = f"{p}|{st.st_ino}|{st.st_size}|{st.st_ctime_ns}"
@@ -371,6 +375,48 @@ def check_model_fits(model, tokenizer, max_length: int | None, name: str, fix: s
     if max_length is not None and max_pos is not None and max_length > max_pos:
         raise StageError(f"max_length {max_length} exceeds the model's {max_pos} position embeddings; "
                          f"lower max_length to at most {max_pos}")
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Training batches of examples of similar length, in a seeded random order (a batch sampler).
+
+    Drawn in random order, a batch pads every example to its longest one: on GLUE that is 40-50% padding.
+    Per epoch, the examples are shuffled, cut into groups of `group` batches, each group is sorted by length
+    and cut into batches, and the batches are shuffled; the batch holding the longest example goes first, so a
+    trial that will run out of memory does so at its first step. Every example is in exactly one batch per
+    epoch, and the batches of epoch e are a function of (seed, e) alone (`batches`), so a rerun or a resumed
+    run draws the same ones. Each `iter()` is the next epoch, as a DataLoader iterates it."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: int = 50):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.seed, self.group = batch_size, seed, group
+        self.epoch = 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths))
+        out: list[list[int]] = []
+        for start in range(0, len(order), self.batch_size * self.group):
+            chunk = order[start:start + self.batch_size * self.group]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            out += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        out = [out[i] for i in rng.permutation(len(out))]
+        longest = max(range(len(out)), key=lambda i: (self.lengths[out[i]].max(), -i)) if out else 0
+        return out[longest:longest + 1] + out[:longest] + out[longest + 1:]
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return iter(self.batches(epoch))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Share of the token slots of `batches` (each padded to its longest example) that are padding."""
+    lengths = np.asarray(lengths)
+    slots = sum(len(b) * int(lengths[list(b)].max()) for b in batches if len(b))
+    return 1.0 - float(sum(int(lengths[list(b)].sum()) for b in batches)) / max(1, slots)
 
 
 def pad_batch(input_ids: Sequence, token_type_ids: Sequence | None, pad_id: int) -> dict[str, torch.Tensor]:

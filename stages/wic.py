@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from stages.common import resolve_pretrained  # hub ids: cache first, one clear error offline
-from stages.common import (StageError, TrainingSettings, check_model_fits, configure_threads,
+from stages.common import (LengthGroupedBatches, StageError, TrainingSettings, check_model_fits, configure_threads,
                            make_accelerator, make_adamw, pad_batch, quiet_transformers, resolve_mixed_precision,
                            set_seed, setting, write_json)
 from stages.pooling import join_words, token_groups
@@ -74,6 +74,7 @@ class WicResult:
     seconds: float
     output_dir: str
     dev_unfittable: int = 0  # dev examples whose target could not be kept even truncating the other sentence
+    padding_fraction: float = 0.0   # share of the training batches' token slots that were padding
 
 
 @dataclass(frozen=True)
@@ -386,12 +387,17 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
     set_seed(cfg.seed)  # right before the model: the fresh head's initialisation follows the seed
     model = WicModel(_load_encoder(cfg, tokenizer))
     collate = _collate_fn(tokenizer.pad_token_id)
-    train_loader = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                                               generator=torch.Generator().manual_seed(cfg.seed))
+    if cfg.group_by_length:   # batches of similar length, seeded (as GLUE fine-tuning: LengthGroupedBatches)
+        batches = LengthGroupedBatches([len(e.input_ids) for e in train_data], cfg.batch_size, cfg.seed)
+        train_loader = torch.utils.data.DataLoader(train_data, batch_sampler=batches, collate_fn=collate)
+    else:
+        train_loader = torch.utils.data.DataLoader(train_data, batch_size=cfg.batch_size, shuffle=True,
+                                                   collate_fn=collate,
+                                                   generator=torch.Generator().manual_seed(cfg.seed))
     loaders = [train_loader]
-    if dev_data:
-        loaders.append(torch.utils.data.DataLoader(dev_data, batch_size=cfg.eval_batch_size, shuffle=False,
-                                                   collate_fn=collate))
+    if dev_data:   # in length order: predictions are put back in place by each example's index
+        loaders.append(torch.utils.data.DataLoader(sorted(dev_data, key=lambda e: len(e.input_ids)),
+                                                   batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate))
     optimizer = make_adamw(model, cfg.learning_rate, cfg.weight_decay)
     model, optimizer, *loaders = accelerator.prepare(model, optimizer, *loaders)
     train_loader, dev_loader = loaders[0], (loaders[1] if dev_data else None)
@@ -408,6 +414,8 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
     step = 0
     window_loss = torch.zeros((), device=accelerator.device)
     window_steps = 0
+    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)   # real tokens, summed without a sync
+    slots = 0                                                                # padded token slots
     accuracy = 0.0
     preds = np.full(len(dev_examples), -1, dtype=np.int64)
     epoch_metrics: list[dict[str, float]] = []
@@ -422,12 +430,15 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            tokens += batch["attention_mask"].sum()
+            slots += batch["attention_mask"].numel()
             window_loss += loss.detach().float()
             window_steps += 1
             if step % cfg.log_every == 0 or step == total_steps:
                 if on_log:
                     on_log(step, {"train/loss": float(window_loss) / window_steps,
-                                  "train/lr": scheduler.get_last_lr()[0]})
+                                  "train/lr": scheduler.get_last_lr()[0],
+                                  "train/padding_fraction": 1 - float(tokens) / max(1, slots)})
                 window_loss.zero_()
                 window_steps = 0
             if step == total_steps:
@@ -442,7 +453,7 @@ def run_wic(cfg: WicConfig, on_log: Callable[[int, dict[str, float]], None] | No
 
     result = WicResult(accuracy=accuracy, train_examples=len(train_data), dev_examples=len(dev_examples),
                        dropped=len(train_lost), steps=step, seconds=time.time() - t_start, output_dir=str(out),
-                       dev_unfittable=len(dev_lost))
+                       dev_unfittable=len(dev_lost), padding_fraction=1 - float(tokens) / max(1, slots))
     if accelerator.is_main_process:
         write_json(out / "eval_results.json", {**asdict(result), "config": cfg.model_dump(), "epoch_metrics": epoch_metrics,
                                                "dev_predictions": preds.tolist()})

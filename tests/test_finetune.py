@@ -149,7 +149,7 @@ def test_sst2_learns_the_cue_word_and_writes_results(sst2_runs, glue_root):
     train = [(s, m) for s, m in logs if "train/loss" in m]
     evals = [(s, m) for s, m in logs if any(k.startswith("eval/") for k in m)]
     assert [s for s, _ in train] == list(range(10, 114, 10)) + [114]
-    assert all(set(m) == {"train/loss", "train/lr"} for _, m in train)
+    assert all(set(m) == {"train/loss", "train/lr", "train/padding_fraction"} for _, m in train)
     assert train[-1][1]["train/lr"] == pytest.approx(0.0)  # linear decay to zero, no warmup
     assert [s for s, _ in evals] == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]  # once per epoch
     assert evals[-1][1] == {"eval/accuracy": res.metrics["accuracy"]}  # final metrics = last epoch, no selection

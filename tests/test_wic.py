@@ -208,7 +208,7 @@ def test_tiny_bert_learns_a_context_decided_wic(wic_runs):
     evals = [(s, m) for s, m in logs if "eval/accuracy" in m]
     assert [s for s, _ in evals] == [40, 80, 120, 160, 200, 240] and evals[-1][1]["eval/accuracy"] == res.accuracy
     train = [m for _, m in logs if "train/loss" in m]
-    assert len(train) == 24 and all(set(m) == {"train/loss", "train/lr"} for m in train)
+    assert len(train) == 24 and all(set(m) == {"train/loss", "train/lr", "train/padding_fraction"} for m in train)
     saved = json.loads((Path(res.output_dir) / "eval_results.json").read_text())
     assert saved["accuracy"] == res.accuracy and saved["config"]["learning_rate"] == 2e-3
     assert len(saved["dev_predictions"]) == 100 and set(saved["dev_predictions"]) <= {0, 1}
