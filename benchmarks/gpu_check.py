@@ -332,20 +332,27 @@ def section_pretrain(ctx: Context, precision: str) -> dict:
     cfg = PretrainConfig(init_model=m.dir, corpus=CorpusConfig(files=[w.corpora["E"]]), output_dir=str(out),
                          cache_dir=str(ctx.work / "cache"), batch_size=s.batch, per_device_batch_size=s.micro_batch,
                          block_size=s.seq, max_steps=s.warmup + s.steps, learning_rate=1e-4, warmup_steps=0,
-                         log_every=1, eval_every=10 ** 9, checkpoint_every=10 ** 9, eval_fraction=0.0,
+                         log_every=s.warmup, eval_every=10 ** 9, checkpoint_every=10 ** 9, eval_fraction=0.0,
                          mixed_precision=precision, num_threads=s.threads, seed=0)
+    # Logged (and synchronised) every `warmup` steps only: the steps between run as they would in a sweep,
+    # and in bf16 they must not sync with the host at all (fp16's GradScaler reads its inf check every step).
+    sync_debug = {"XLT_SYNC_DEBUG": "error"} if ctx.cuda and precision == "bf16" else {}
     torch.amp.GradScaler.update = counting_update
+    os.environ.update(sync_debug)
     try:
         with ctx.watch() as watch:
             res = pretrain(cfg, on_log=on_log, log=lines.append)
     finally:
         torch.amp.GradScaler.update = original_update
+        for k in sync_debug:
+            os.environ.pop(k, None)
     shutil.rmtree(out, ignore_errors=True)   # the saved model (0.4 GB at BERT-base size) is not needed
 
     used = logged_precision(lines)
-    if len(stamps) != s.warmup + s.steps:
-        raise RuntimeError(f"{len(stamps)} logged steps, expected {s.warmup + s.steps}")
-    seconds = stamps[-1] - stamps[s.warmup - 1]     # steps warmup+1 .. warmup+steps
+    expected = math.ceil((s.warmup + s.steps) / s.warmup)
+    if len(stamps) != expected:
+        raise RuntimeError(f"{len(stamps)} logged steps, expected {expected}")
+    seconds = stamps[-1] - stamps[0]     # steps warmup+1 .. warmup+steps
     tokens_per_s = s.steps * s.batch * s.seq / seconds
     fpt = flops_per_token(m.layer_params, s.layers, s.hidden, s.seq)
     values = {"tokens_per_s": tokens_per_s, "precision": used, "timed_steps": s.steps, "warmup_steps": s.warmup,
@@ -364,7 +371,7 @@ def section_pretrain(ctx: Context, precision: str) -> dict:
     scaler = (f"; GradScaler: {scaler_updates[0]} updates, final scale {scales[-1]:g}" if scales else "")
     values["details"] = (f"precision {used} (the stage's log){scaler}; batch {s.batch} x {s.seq} tokens "
                          f"(micro-batch {s.micro_batch}, accumulation {accum}); {s.steps} steps timed after "
-                         f"{s.warmup} warm-up; loss {losses[0]:.3f} -> {losses[-1]:.3f}; padding "
+                         f"{s.warmup} warm-up{'; no host sync between logging steps' if sync_debug else ''}; loss {losses[0]:.3f} -> {losses[-1]:.3f}; padding "
                          f"{res.padding_fraction:.3f}; {fpt / 1e6:.1f} MFLOP/token")
     problems = []
     if ctx.cuda and used != precision:

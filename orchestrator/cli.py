@@ -155,6 +155,15 @@ def cmd_plan(args) -> int:
     for kind, nodes in kinds.items():
         r = nodes[0].resources
         print(f"  {kind:<10} {len(nodes):>4} node(s), each {r['cpu']:g} CPU / {r['gpu']:g} GPU")
+    if args.estimate:   # the budget instead of the node listing (orchestrator/estimate.py)
+        from orchestrator.config import ConfigError
+        from orchestrator.estimate import plan_estimate
+
+        try:
+            print("\n" + plan_estimate(graph, args.throughput, args.gpus, args.cpus, args.corpus_tokens))
+        except (OSError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+        return 0
     print("\nnodes (parents first):")
     for n in graph.nodes.values():
         if KINDS[n.kind].upstream:
@@ -259,12 +268,16 @@ def cmd_run(args) -> int:
     sweep_run = tracker.sweep_run(sweep.name, {"config": Path(args.sweep).name, "seed": sweep.seed}, str(resolved),
                                   tags=tags, invocation=invocation)
     tracker.start(sweep_run)
-    gate = None
+    gate, interrupted = None, None
     try:
         gate = run_sweep(graph, tracker, sweep_run, verbose=args.verbose)
+    except KeyboardInterrupt as e:   # Ctrl-C: Tune stopped the trials; the report of what is done still prints
+        interrupted = f"interrupted: {e}" if str(e) else "interrupted"
     finally:
-        failed = gate.failed if gate else {"sweep": "interrupted"}
-        tracker.finish(sweep_run, ok=not failed, error=f"{len(failed)} node(s) failed" if failed else None)
+        failed = gate.failed if gate else {}
+        stopped = interrupted or (None if gate else "interrupted")
+        tracker.finish(sweep_run, ok=not failed and not stopped, killed=bool(stopped),
+                       error=stopped or (f"{len(failed)} node(s) failed" if failed else None))
         closed = tracker.close_orphans()
         if closed:
             print(f"[sweep] marked {closed} MLflow run(s) of interrupted trials as KILLED")
@@ -273,6 +286,9 @@ def cmd_run(args) -> int:
     ui = sweep.tracking_uri if "://" in sweep.tracking_uri and not sweep.tracking_uri.startswith("sqlite") else \
         f"mlflow ui --backend-store-uri {sweep.tracking_uri}"
     print(f"report: {folder}\nMLflow: {ui}")
+    if interrupted:
+        print(f"[sweep] {interrupted}; run the same command again to resume")
+        return 130                   # the shell's code for SIGINT: `xlt run ... && next` does not go on
     if gate.failed:
         print(f"{len(gate.failed)} node(s) failed; see `xlt status {args.sweep}`; rerun to retry them")
         return 1
@@ -377,6 +393,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print the trial graph without running anything",
                        description="Print the trial graph, node counts and resources per kind; runs nothing.")
     _sweep_args(p)
+    p.add_argument("--estimate", action="store_true",
+                   help="print device-hours per kind, the critical path and a simulated wall-clock time instead of "
+                        "the node listing")
+    p.add_argument("--throughput", metavar="FILE", help="measured throughput: a benchmarks/gpu_check.py JSON "
+                                                        "(default runs/gpu_check/gpu_check.json when it exists)")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs the estimate schedules on (default 8)")
+    p.add_argument("--cpus", type=float, default=96, help="CPUs the estimate schedules on (default 96)")
+    p.add_argument("--corpus-tokens", action="append", metavar="NAME=TOKENS",
+                   help="a corpus size the estimate uses instead of its assumption, e.g. wiki_en=4.5e9 (repeatable)")
     p.set_defaults(fn=cmd_plan)
 
     for name, fn, text in (("status", cmd_status, "done / running / interrupted / failed / pending / stale "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import shutil
 import time
@@ -131,6 +132,8 @@ def _attempt_state(started: Path) -> str:
         if info.get("boot") and info["boot"] != _boot_id():
             return "interrupted"       # the machine rebooted since: that process is gone, whatever has its pid
         os.kill(int(info["pid"]), 0)   # signal 0: only asks whether the process exists
+        if _zombie(int(info["pid"])):
+            return "interrupted"       # killed, not yet reaped by its parent: gone all the same
     except ProcessLookupError:
         return "interrupted"
     except PermissionError:
@@ -138,6 +141,15 @@ def _attempt_state(started: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return "interrupted"           # unreadable marker: a crash while writing it
     return "running"
+
+
+def _zombie(pid: int) -> bool:
+    """A dead process its parent has not reaped yet (Linux /proc; elsewhere assumed alive)."""
+    try:
+        # the state is the field after the parenthesised command name, which may itself hold spaces
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def done_nodes(graph: Graph) -> set[str]:
@@ -261,10 +273,38 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
     trial = Trial(node, d, root, on_log, threads, tracker, run_id, log, log_model_artifacts)
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
+    with _free_gpu_memory_after():
+        return _run(node, trial, d, root, tracker, run_id, log, keep_checkpoints, t0)
+
+
+@contextlib.contextmanager
+def _free_gpu_memory_after():
+    """Ray reuses a worker process for the next trial of the same resources: the CUDA memory this trial's
+    models left in PyTorch's cache would otherwise stay reserved, out of reach of the GPU's other trials."""
+    try:
+        yield
+    finally:
+        import torch
+
+        if torch.cuda.is_available():
+            gc.collect()
+            torch.cuda.empty_cache()
+
+
+def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, keep_checkpoints: bool,
+         t0: float) -> dict:
+    """The attempt itself: the stage, then DONE (or FAILED, or nothing when it was stopped from outside)."""
     try:
         parents_done = _parents_done(node, root)
         gpu_memory = _cap_gpu_memory(node, log)   # before the stage builds any model
         summary = KINDS[node.kind].run(trial)
+    except (KeyboardInterrupt, SystemExit) as e:
+        # Stopped, not failed: Tune ends a stopped trial (Ctrl-C of the driver) with sys.exit(0) at its next
+        # report. No FAILED: STARTED alone makes the node `interrupted`, and a rerun resumes it.
+        if tracker and run_id:
+            tracker.finish(run_id, ok=False, killed=True)
+        log(f"[{node.kind}] {node.id}: interrupted ({type(e).__name__})")
+        raise
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
         _write_failed(d, node.hash, msg, traceback.format_exc())
@@ -281,11 +321,11 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
     summary.update(hash=node.hash, done_id=uuid.uuid4().hex, parents=parents_done,
                    outputs=_outputs(node, d, root, summary))
     write_json(d / DONE, summary)             # last, atomically: from here on the node is finished
-    if not keep_checkpoints:
-        _drop_checkpoints(d)
-    if tracker and run_id:
+    if tracker and run_id:                    # at once: a kill after DONE must not leave the run RUNNING
         tracker.log_artifact(run_id, d / DONE, "node")
         tracker.finish(run_id, ok=True)
+    if not keep_checkpoints:
+        _drop_checkpoints(d)
     log(f"[{node.kind}] {node.id}: done in {summary['seconds']:.1f}s")
     return summary
 
@@ -341,7 +381,11 @@ def _cap_gpu_memory(node: Node, log: Callable[[str], None]) -> dict | None:
     import torch
 
     share = float(node.resources.get("gpu") or 0)
-    if not 0 < share < 1 or not torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        return None
+    if not 0 < share < 1:
+        if share >= 1:   # a reused worker may have been capped by a fractional trial before: lift that
+            torch.cuda.set_per_process_memory_fraction(1.0, torch.cuda.current_device())
         return None
     device = torch.cuda.current_device()
     torch.cuda.set_per_process_memory_fraction(share, device)

@@ -134,4 +134,7 @@ def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_
                                       verbose=tune_verbose, callbacks=[view]),
         )
         tuner.fit()
+    if not gate.finished():
+        # Tune catches Ctrl-C itself, stops the trials and returns as if the sweep were over: say it was cut short
+        raise KeyboardInterrupt(f"{len(gate.in_flight)} node(s) stopped, {len(gate.pending)} not started")
     return gate

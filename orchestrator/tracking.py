@@ -166,10 +166,11 @@ class Tracker:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
-    def finish(self, run_id: str, ok: bool, error: str | None = None) -> None:
+    def finish(self, run_id: str, ok: bool, error: str | None = None, killed: bool = False) -> None:
+        """FINISHED, FAILED, or KILLED for work stopped from outside (Ctrl-C): it did not fail, it was cut short."""
         if error:
             self.set_tags(run_id, {"xlt.error": error})
-        self.client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+        self.client.set_terminated(run_id, status="KILLED" if killed else "FINISHED" if ok else "FAILED")
 
     def runs(self) -> list:
         return self.client.search_runs([self.experiment_id], max_results=10000)

@@ -345,6 +345,11 @@ def make_accelerator(mixed_precision: str, **kwargs):
     from accelerate.state import AcceleratorState
 
     kwargs = dict(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(), **kwargs)
+    if torch.cuda.is_available():
+        # TF32 for what stays fp32 under autocast (and for fp32 runs): Ampere+ tensor cores at ~8x the fp32
+        # rate, with a 10-bit mantissa that BERT training does not notice.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     try:
         return Accelerator(**kwargs)
     except ValueError as e:
@@ -357,12 +362,14 @@ def make_accelerator(mixed_precision: str, **kwargs):
 NO_DECAY = ("bias", "LayerNorm", "norm")
 
 
-def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW as BERT trains it: no weight decay on biases and normalisation weights."""
+def make_adamw(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW as BERT trains it: no weight decay on biases and normalisation weights. `fused`: one CUDA kernel
+    for every parameter's update instead of a loop of small ones (the parameters must be on the GPU)."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return torch.optim.AdamW(
         [{"params": [p for n, p in params if not any(k in n for k in NO_DECAY)], "weight_decay": weight_decay},
-         {"params": [p for n, p in params if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}], lr=lr)
+         {"params": [p for n, p in params if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}], lr=lr,
+        **({"fused": True} if fused else {}))
 
 
 def check_model_fits(model, tokenizer, max_length: int | None, name: str, fix: str) -> None:

@@ -371,14 +371,19 @@ def _run_split(model, tokenizer, encoded: list[_Encoded], offsets: list[int], ar
         with torch.no_grad(), _autocast(device, precision):
             hidden_states = model(**inputs).hidden_states
         stacked = torch.stack([hidden_states[k] for k in layers], dim=2).float()  # [b, tokens, L, d]
-        for b, e in enumerate(batch):
-            n_tok, n_layers, d = len(e.input_ids), len(layers), stacked.shape[-1]
-            # One pooling call for all layers: the layers side by side are one wide vector per token.
-            words = pool(stacked[b, :n_tok].reshape(n_tok, n_layers * d), e.groups, cfg.pooling)
-            words = words.reshape(len(e.groups), n_layers, d).cpu().numpy().astype(np.float16)
+        del hidden_states                     # the layers not asked for are freed before pooling
+        n, width, n_layers, d = stacked.shape
+        # One pooling call for the whole batch and all layers (the batch's tokens as one sequence, the layers
+        # side by side as one wide vector per token), then one copy to the host: no sync per sentence.
+        groups = [[b * width + t for t in g] for b, e in enumerate(batch) for g in e.groups]
+        words = pool(stacked.reshape(n * width, n_layers * d), groups, cfg.pooling)
+        words = words.reshape(len(groups), n_layers, d).cpu().numpy().astype(np.float16)
+        first = 0
+        for e in batch:
             row = offsets[e.index]
             for j, k in enumerate(layers):
-                arrays[k][row:row + len(e.groups)] = words[:, j]
+                arrays[k][row:row + len(e.groups)] = words[first:first + len(e.groups), j]
+            first += len(e.groups)
         done += len(batch)
         now = time.perf_counter()
         if now - last_log >= LOG_EVERY_SECONDS or done == len(order):

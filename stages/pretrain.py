@@ -13,6 +13,8 @@ import math
 import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,6 +52,9 @@ class PretrainSettings(StageConfig):
                               hashed=False, ge=1)
     log_every: int = setting(50, "training metrics every N steps", hashed=False, ge=1)
     checkpoint_every: int = setting(1000, "resumable checkpoint every N steps", hashed=False, ge=1)
+    # Unhashed: the same computation, fused into other kernels (its last bits may differ).
+    compile: bool = setting(False, "torch.compile the model's training forward (GPU: fewer kernel launches; on "
+                                   "CPU it costs more than it saves)", hashed=False)
 
     @model_validator(mode="after")
     def _whole_micro_batches(self):
@@ -84,7 +89,12 @@ class PretrainResult:
 
 
 class SparseMLM(torch.nn.Module):
-    """MLM loss evaluated only where labels are set (a wrapper so Accelerate/DDP see one forward)."""
+    """MLM loss evaluated only at the predicted positions (a wrapper so Accelerate/DDP see one forward).
+
+    The positions come as flat indices into the (batch x block) grid, padded to a fixed count with targets
+    of -100 (`MaskedBatch`), computed on the host where the masks are drawn: gathering them on the device
+    needs no boolean-mask indexing, whose output size the host must wait for (a device-to-host sync per
+    micro-batch), and the shapes stay the same from step to step."""
 
     def __init__(self, model):
         super().__init__()
@@ -93,15 +103,53 @@ class SparseMLM(torch.nn.Module):
         if self.head is None:
             raise StageError(f"{type(model).__name__} has no MLM head (`cls` or `lm_head`)")
 
-    def masked_logits(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Vocabulary logits at the predicted positions only, and the tokens they should predict."""
+    def masked_logits(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits at `positions` (flat indices into input_ids) only."""
         hidden = self.model.base_model(input_ids=input_ids).last_hidden_state
-        sel = labels.ne(-100)
-        return self.head(hidden[sel]), labels[sel]
+        return self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits, targets = self.masked_logits(input_ids, labels)
-        return F.cross_entropy(logits.float(), targets)
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.masked_logits(input_ids, positions)
+        return F.cross_entropy(logits.float(), targets, ignore_index=-100)
+
+
+@dataclass(frozen=True)
+class MaskedBatch:
+    """One masked micro-batch, ready to copy to the device: the masked ids, the flat positions chosen for
+    prediction padded to a fixed count (`slots`) with position 0, and their targets (-100 at the padding)."""
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    targets: torch.Tensor
+    pad_tokens: int              # [PAD] tokens in the ids before masking (packed blocks have none)
+
+    def to(self, device, non_blocking: bool = False) -> "MaskedBatch":
+        return MaskedBatch(*(t.to(device, non_blocking=non_blocking) for t in
+                             (self.input_ids, self.positions, self.targets)), self.pad_tokens)
+
+    def pin_memory(self) -> "MaskedBatch":
+        return MaskedBatch(self.input_ids.pin_memory(), self.positions.pin_memory(), self.targets.pin_memory(),
+                           self.pad_tokens)
+
+
+def prediction_slots(tokens: int, prob: float) -> int:
+    """A fixed number of prediction slots for micro-batches of `tokens` positions: the expected count plus
+    six standard deviations, in multiples of 64. A batch that draws more (odds below 1e-8) gets a larger,
+    equally padded shape; nothing is dropped."""
+    mean, sd = tokens * prob, math.sqrt(tokens * prob * (1 - prob))
+    return int(math.ceil((mean + 6 * sd) / 64) * 64)
+
+
+def gather_targets(ids: torch.Tensor, masked: torch.Tensor, labels: torch.Tensor, slots: int,
+                   pad_id: int | None) -> MaskedBatch:
+    """The MaskedBatch of masked ids and their labels (-100 where nothing is predicted)."""
+    flat = labels.reshape(-1)
+    where = flat.ne(-100).nonzero().squeeze(1)          # on the host: no device is waiting for this
+    n = max(slots, int(math.ceil(where.numel() / 64) * 64))
+    positions = torch.zeros(n, dtype=torch.long)
+    targets = torch.full((n,), -100, dtype=torch.long)
+    positions[:where.numel()], targets[:where.numel()] = where, flat[where]
+    pads = int(ids.eq(pad_id).sum()) if pad_id is not None else 0
+    return MaskedBatch(masked, positions, targets, pads)
 
 
 def mask_tokens(ids: torch.Tensor, special_ids: torch.Tensor, mask_id: int, vocab_size: int, prob: float,
@@ -165,14 +213,41 @@ def _evaluate(model: SparseMLM, data: PackedBlocks, masker, accelerator, batch_s
     total, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for i in range(0, len(data.eval_blocks), batch_size):
-            ids, labels = masker(data.batch(data.eval_blocks[i:i + batch_size]), gen)
+            ids = data.batch(data.eval_blocks[i:i + batch_size])
+            masked, labels = masker(ids, gen)
+            b = gather_targets(ids, masked, labels, 0, None).to(accelerator.device)
             with accelerator.autocast():
-                logits, targets = inner.masked_logits(ids.to(accelerator.device), labels.to(accelerator.device))
-            total += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
-            correct += int(logits.argmax(dim=-1).eq(targets).sum())
-            n += int(targets.numel())
+                logits = inner.masked_logits(b.input_ids, b.positions)
+            total += float(F.cross_entropy(logits.float(), b.targets, ignore_index=-100, reduction="sum"))
+            correct += int(logits.argmax(dim=-1).eq(b.targets).sum())
+            n += int(b.targets.ne(-100).sum())
     model.train()
     return total / max(1, n), correct / max(1, n)
+
+
+class Prefetcher:
+    """Builds `make(i)` for i = first, first+1, ... < stop in one background thread, at most `ahead` ahead of
+    the consumer. Each item depends on its index alone, so the order of work cannot change a result; an error in
+    the thread is raised again by `next()`."""
+
+    def __init__(self, make: Callable[[int], MaskedBatch], first: int, stop: int, ahead: int):
+        self.make, self.next_index, self.stop, self.ahead = make, first, stop, max(1, ahead)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlt-batches")
+        self.queue: deque = deque()
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def next(self) -> MaskedBatch:
+        while len(self.queue) < self.ahead and self.next_index < self.stop:
+            self.queue.append(self.pool.submit(self.make, self.next_index))
+            self.next_index += 1
+        return self.queue.popleft().result()
+
+    def __exit__(self, *exc) -> None:
+        for f in self.queue:
+            f.cancel()
+        self.pool.shutdown(wait=True)
 
 
 CHECKPOINTS = ("checkpoint", "checkpoint.prev")   # the newest first; the older one is kept until a newer is in place
@@ -269,8 +344,9 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         raise StageError(f"the tokenizer of {cfg.init_model} has {len(tokenizer)} tokens but the model's embedding "
                          f"table only {model.get_input_embeddings().weight.shape[0]} rows; run the transfer stage")
-    wrapped = SparseMLM(model)
-    optimizer = make_adamw(wrapped, cfg.learning_rate, cfg.weight_decay)
+    # On the device before the optimizer is built: fused AdamW (one kernel for all parameters) needs it there.
+    wrapped = SparseMLM(model).to(accelerator.device)
+    optimizer = make_adamw(wrapped, cfg.learning_rate, cfg.weight_decay, fused=accelerator.device.type == "cuda")
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
     wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
 
@@ -290,58 +366,82 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
 
     micro = cfg.per_device_batch_size
     tokens_per_step = cfg.batch_size * cfg.block_size
-    window_loss, window_steps, window_tokens, window_pad, window_time = 0.0, 0, 0, 0, 0.0
+    slots = prediction_slots(micro * cfg.block_size, cfg.mlm_probability)
+    pin = accelerator.device.type == "cuda"
+
+    def micro_batch(index: int) -> MaskedBatch:
+        """Micro-batch `index` of the run, masked: a function of (seed, index) alone, so a resumed run draws
+        exactly what an uninterrupted one would, whichever thread builds it."""
+        ids = data.train_micro_batch(index, micro)
+        masked, labels = masker(ids, torch.Generator().manual_seed(cfg.seed * 1_000_003 + index))
+        b = gather_targets(ids, masked, labels, slots, tokenizer.pad_token_id)
+        return b.pin_memory() if pin else b     # pinned: the copy to the GPU runs asynchronously
+
+    window_loss = torch.zeros((), device=accelerator.device)   # summed on the device: read at logging steps
+    window_steps, window_tokens, window_pad, window_time = 0, 0, 0, 0.0
     total_pad, total_time = 0, 0.0
     last_loss, eval_loss, eval_accuracy = float("nan"), float("nan"), float("nan")
     wrapped.train()
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
     log(f"[pretrain] {cfg.init_model}: {len(data.train_blocks):,} train / {len(data.eval_blocks):,} held-out blocks "
         f"of {cfg.block_size}; {total_steps} steps x {cfg.batch_size} seqs (accumulation {accum}); "
-        f"precision {accelerator.mixed_precision}")
-    while step < total_steps:
-        t0 = time.perf_counter()
-        step_loss = 0.0
-        for a in range(accum):
-            index = step * accum + a
-            ids = data.train_micro_batch(index, micro)
-            window_pad += int(ids.eq(tokenizer.pad_token_id).sum())  # before masking: a random token may be [PAD]
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
-            ids, labels = masker(ids, gen)
-            with accelerator.autocast():
-                loss = wrapped(ids.to(accelerator.device, non_blocking=True),
-                               labels.to(accelerator.device, non_blocking=True))
-                accelerator.backward(loss / accum)
-            step_loss += loss.detach()
-        if cfg.max_grad_norm:
-            accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        last_loss = float(step_loss) / accum  # .item() once per step: the only host sync
-        window_loss += last_loss
-        window_steps += 1
-        window_tokens += tokens_per_step
-        window_time += time.perf_counter() - t0
-        total_time += time.perf_counter() - t0
+        f"precision {accelerator.mixed_precision}" + (", torch.compile" if cfg.compile else ""))
+    # Batches are built and masked by numpy and torch on the CPU: a background thread prepares the next
+    # ones while the device computes, so the GPU does not wait for the host between micro-batches.
+    # XLT_SYNC_DEBUG=error (the GPU check sets it): a step that neither logs nor checkpoints fails at any
+    # device-to-host sync, so one hidden in the loop cannot go unnoticed (torch.cuda.set_sync_debug_mode).
+    sync_debug = os.environ.get("XLT_SYNC_DEBUG") if accelerator.device.type == "cuda" else None
 
-        if step % cfg.log_every == 0 or step == total_steps:
-            metrics = {"train/loss": window_loss / window_steps, "train/lr": scheduler.get_last_lr()[0],
-                       "train/tokens_per_s": window_tokens / max(window_time, 1e-9),
-                       "train/padding_fraction": window_pad / max(1, window_tokens)}
-            if step % cfg.eval_every == 0 or step == total_steps:
-                eval_loss, eval_accuracy = _evaluate(wrapped, data, masker, accelerator, micro)
-                metrics.update({"eval/loss": eval_loss, "eval/perplexity": math.exp(min(eval_loss, 50)),
-                                "eval/accuracy": eval_accuracy})
-            log(f"[pretrain] step {step}/{total_steps} loss {metrics['train/loss']:.4f} "
-                f"lr {metrics['train/lr']:.2e} {metrics['train/tokens_per_s']:,.0f} tok/s"
-                + (f" eval_loss {eval_loss:.4f} eval_acc {eval_accuracy:.3f}" if "eval/loss" in metrics else ""))
-            if on_log:
-                on_log(step, metrics)
-            total_pad += window_pad
-            window_loss, window_steps, window_tokens, window_pad, window_time = 0.0, 0, 0, 0, 0.0
+    def reports(n: int) -> bool:
+        return n % cfg.log_every == 0 or n == total_steps or n % cfg.checkpoint_every == 0
 
-        if step % cfg.checkpoint_every == 0 and step < total_steps:
-            _save_checkpoint(accelerator, out, step)
+    with Prefetcher(micro_batch, first=step * accum, stop=total_steps * accum, ahead=2 * accum) as batches:
+        while step < total_steps:
+            if sync_debug:
+                torch.cuda.set_sync_debug_mode(0 if reports(step + 1) else sync_debug)
+            t0 = time.perf_counter()
+            step_loss = torch.zeros((), device=accelerator.device)
+            for _ in range(accum):
+                b = batches.next().to(accelerator.device, non_blocking=True)
+                window_pad += b.pad_tokens
+                with accelerator.autocast():
+                    loss = forward(b.input_ids, b.positions, b.targets)
+                    accelerator.backward(loss / accum)
+                step_loss += loss.detach()
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_loss += step_loss / accum
+            window_steps += 1
+            window_tokens += tokens_per_step
+            window_time += time.perf_counter() - t0
+            total_time += time.perf_counter() - t0
+
+            if step % cfg.log_every == 0 or step == total_steps:
+                last_loss = float(step_loss) / accum       # host syncs only here, at logging steps
+                metrics = {"train/loss": float(window_loss) / window_steps, "train/lr": scheduler.get_last_lr()[0],
+                           "train/tokens_per_s": window_tokens / max(window_time, 1e-9),
+                           "train/padding_fraction": window_pad / max(1, window_tokens)}
+                if step % cfg.eval_every == 0 or step == total_steps:
+                    eval_loss, eval_accuracy = _evaluate(wrapped, data, masker, accelerator, micro)
+                    metrics.update({"eval/loss": eval_loss, "eval/perplexity": math.exp(min(eval_loss, 50)),
+                                    "eval/accuracy": eval_accuracy})
+                log(f"[pretrain] step {step}/{total_steps} loss {metrics['train/loss']:.4f} "
+                    f"lr {metrics['train/lr']:.2e} {metrics['train/tokens_per_s']:,.0f} tok/s"
+                    + (f" eval_loss {eval_loss:.4f} eval_acc {eval_accuracy:.3f}" if "eval/loss" in metrics else ""))
+                if on_log:
+                    on_log(step, metrics)
+                total_pad += window_pad
+                window_loss.zero_()
+                window_steps, window_tokens, window_pad, window_time = 0, 0, 0, 0.0
+
+            if step % cfg.checkpoint_every == 0 and step < total_steps:
+                _save_checkpoint(accelerator, out, step)
+    if sync_debug:
+        torch.cuda.set_sync_debug_mode(0)
 
     final = out / "model"
     tmp = out / "model.tmp"

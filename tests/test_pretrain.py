@@ -33,6 +33,36 @@ def test_mask_tokens_follows_80_10_10_and_skips_specials():
     assert torch.equal(masked[~chosen], ids[~chosen])  # unchosen positions untouched
 
 
+def test_fixed_shape_gather_equals_boolean_mask_indexing(tiny_bert):
+    """The loss at gathered positions (fixed count, padded with -100) equals the loss of the boolean-mask
+    selection it replaces, on a hand batch; the shape does not depend on how many positions were drawn."""
+    from transformers import AutoModelForMaskedLM
+
+    from stages.pretrain import SparseMLM, gather_targets, prediction_slots
+
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert).eval()
+    ids = torch.randint(5, 100, (3, 10))
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[0, 7], labels[1, 0], labels[2, 9] = 11, 12, 13, 14   # 4 predicted positions
+    masked = ids.clone()
+    masked[labels.ne(-100)] = 4
+    b = gather_targets(ids, masked, labels, slots=64, pad_id=0)
+    assert b.positions.shape == b.targets.shape == (64,)
+    assert b.positions[:4].tolist() == [2, 7, 10, 29] and b.targets[:4].tolist() == [11, 12, 13, 14]
+    assert (b.targets[4:] == -100).all() and (b.positions[4:] == 0).all()
+    with torch.no_grad():
+        got = SparseMLM(model)(b.input_ids, b.positions, b.targets)
+        hidden = model.base_model(input_ids=masked).last_hidden_state
+        sel = labels.ne(-100)
+        want = torch.nn.functional.cross_entropy(model.cls(hidden[sel]).float(), labels[sel])
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    # expected 0.15 * 32 * 128 = 614.4 predictions, sd 22.85: mean + 6 sd = 751.5 -> 768 slots
+    assert prediction_slots(32 * 128, 0.15) == 768
+    many = torch.zeros(1, 200, dtype=torch.long)                           # more picks than slots: shape grows
+    assert gather_targets(many, many, many, slots=64, pad_id=None).positions.shape == (256,)
+
+
 @pytest.fixture()
 def pt_config(tmp_path, tiny_bert, tiny_corpus):
     def make(out, **kw):
