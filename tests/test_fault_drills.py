@@ -21,6 +21,8 @@ function of the config, so a fault that was recovered from leaves no trace in th
    the reference's.
 3. SIGINT (Ctrl-C) of the driver while trials run: the driver exits promptly, the trials stop, their MLflow
    runs end KILLED, and the same command again finishes the sweep without re-running what was DONE.
+4. A finished sweep damaged at rest (a torn DONE, a parent's model/ deleted): the rerun says so and re-runs
+   exactly those nodes and the parent's child; results and report equal the reference's.
 
 All are `slow` (each takes minutes on 2 CPUs): `python -m pytest -m slow tests/test_fault_drills.py`.
 """
@@ -535,3 +537,37 @@ def test_ctrl_c_stops_the_sweep_and_a_rerun_finishes_it(tmp_path, data, referenc
     check_rerun(inv, graph, reference, done, stamps, ends)
     inv.assert_held()
 
+
+
+@pytest.mark.slow
+def test_a_torn_done_and_a_deleted_parent_output_rerun_exactly_those_nodes(tmp_path, data, reference):
+    """A finished sweep, damaged at rest: one node's DONE torn (a crash mid-write on a filesystem without
+    atomic renames), one parent's model/ deleted after it was DONE. The same command again notices both,
+    says so, and re-runs the torn node, the parent and the parent's child, and nothing else; the results and
+    the report equal the reference's."""
+    shutil.copytree(reference.graph.sweep.output_dir, tmp_path / "runs")
+    shutil.copytree(Path(reference.graph.sweep.tracking_uri[len("sqlite:///"):]).parent, tmp_path / "mlruns")
+    cfg = sweep_yaml(tmp_path, data)
+    graph = graph_of(cfg)
+    assert set(states(graph).values()) == {"done"}          # a copied output folder stays done
+    torn, child = "finetune/S/sst2/seed1", "finetune/S-to-en-keep/sst2/seed1"
+    text = (graph.node_dir(torn) / "DONE").read_text()
+    (graph.node_dir(torn) / "DONE").write_text(text[: len(text) // 2])
+    shutil.rmtree(graph.node_dir(KEEP) / "model")
+    rerun = {torn, KEEP, child}
+    assert {n for n, s in states(graph).items() if s != "done"} == rerun
+    untouched = {n: (graph.node_dir(n) / "DONE").read_bytes() for n in graph.nodes if n not in rerun}
+
+    out, _ = run_to_end(cfg, "rerun.log")
+    assert f"{torn}: its DONE marker is unreadable (a torn write)" in out
+    assert f"{KEEP}: its output {KEEP}/model/" in out and "starting this node over" in out
+    assert f"{child}: its parent {KEEP} was made again since it read it; starting this node over" in out
+    ran = list(tune_trial_dirs(graph).values())[-1]            # this run's Tune experiment (the newest)
+    assert ran == {n.replace("/", "_") for n in rerun}
+    assert set(states(graph).values()) == {"done"}
+    assert {n: (graph.node_dir(n) / "DONE").read_bytes() for n in untouched} == untouched
+    assert_same_pretraining(graph, reference.graph, KEEP)
+    assert report_files(graph) == reference.report
+    by_node, runs = mlflow_runs(graph)
+    assert {n: len(r) for n, r in by_node.items()} == {n: 1 for n in graph.nodes}
+    assert not [r for r in runs if r.info.status in LIVE]
