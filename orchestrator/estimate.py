@@ -11,7 +11,6 @@ Nothing here runs a stage or imports torch: the plan must stay instant, and the 
 """
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import heapq
 import json
@@ -274,8 +273,7 @@ def simulate(jobs: list[Job], gpus: int, cpus: float, max_concurrent: int | None
     number above 1 takes that many free GPUs), and fewer than `max_concurrent` jobs running. Deterministic."""
     by_id = {j.id: j for j in jobs}
     for j in jobs:
-        need = j.gpu if j.gpu <= 1 else int(j.gpu)
-        if j.cpu > cpus or (j.gpu > 0 and gpus == 0) or (j.gpu > 1 and need > gpus):
+        if j.cpu > cpus or (j.gpu > 0 and gpus == 0) or (j.gpu > 1 and int(j.gpu) > gpus):
             raise ValueError(f"{j.id} needs {j.cpu:g} CPU / {j.gpu:g} GPU: more than {cpus:g} CPUs / {gpus} GPUs")
     children: dict[str, list[str]] = {j.id: [] for j in jobs}
     waiting = {}
@@ -285,35 +283,45 @@ def simulate(jobs: list[Job], gpus: int, cpus: float, max_concurrent: int | None
         for p in parents:
             children[p].append(j.id)
     order = {j.id: (j.priority, i) for i, j in enumerate(jobs)}
-    ready = sorted((order[j.id], j.id) for j in jobs if waiting[j.id] == 0)
+    # Ready jobs by what they ask for: when the first of a class does not fit, none of that class does.
+    ready: dict[tuple[float, float], list] = {}
+
+    def make_ready(jid: str) -> None:
+        heapq.heappush(ready.setdefault((by_id[jid].gpu, by_id[jid].cpu), []), (order[jid], jid))
+
+    for j in jobs:
+        if waiting[j.id] == 0:
+            make_ready(j.id)
     free_gpu, free_cpu = [UNITS] * gpus, float(cpus)
     running: list[tuple[float, tuple, str, list[tuple[int, int]]]] = []   # (end, order, id, GPU units taken)
     start: dict[str, float] = {}
     now = 0.0
-    while ready or running:
-        for key in list(ready):
-            if max_concurrent is not None and len(running) >= max_concurrent:
+    while any(ready.values()) or running:
+        blocked: set = set()
+        while max_concurrent is None or len(running) < max_concurrent:
+            open_ = [(heap[0], key) for key, heap in ready.items() if heap and key not in blocked]
+            if not open_:
                 break
-            j = by_id[key[1]]
+            (_, jid), key = min(open_)
+            j = by_id[jid]
             taken = _fit(j.gpu, free_gpu)
             if taken is None or j.cpu > free_cpu + 1e-9:
+                blocked.add(key)
                 continue
+            heapq.heappop(ready[key])
             for g, units in taken:
                 free_gpu[g] -= units
             free_cpu -= j.cpu
-            start[j.id] = now
-            heapq.heappush(running, (now + j.seconds, order[j.id], j.id, taken))
-            ready.remove(key)
-        if not running:
-            raise ValueError(f"nothing can start: {ready[0][1]} does not fit")   # unreachable after the check above
-        now, _, done, taken = heapq.heappop(running)
+            start[jid] = now
+            heapq.heappush(running, (now + j.seconds, order[jid], jid, taken))
+        now, _, done, taken = heapq.heappop(running)   # never empty here: a lone job always fits (checked above)
         for g, units in taken:
             free_gpu[g] += units
         free_cpu += by_id[done].cpu
         for c in children[done]:
             waiting[c] -= 1
             if waiting[c] == 0:
-                bisect.insort(ready, (order[c], c))
+                make_ready(c)
     return Schedule(now, start)
 
 
@@ -330,6 +338,10 @@ def _fit(share: float, free: list[int]) -> list[tuple[int, int]] | None:
 
 
 # --- the work of each node --------------------------------------------------------------------------------
+
+def _n(count: float, word: str) -> str:
+    return f"{count:,g} {word}" + ("" if count == 1 else "s")
+
 
 def _fmt_tokens(n: float) -> str:
     for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -368,27 +380,35 @@ def _conllu(path: str) -> tuple[int, int]:
 
 
 class Work:
-    """Turns a graph's nodes into jobs with estimated seconds. `max_steps` replaces every pretraining node's
-    budget (the what-if of `report`); `corpus_tokens` gives corpus sizes by name (`--corpus-tokens`)."""
+    """Turns a graph's nodes into jobs with estimated seconds. `corpus_tokens` gives corpus sizes by name
+    (`--corpus-tokens`); `max_steps` (every pretraining node's budget) and `trainer` (every tokenizer's) are the
+    what-ifs of `report`."""
 
     def __init__(self, graph, rates: Rates, corpus_tokens: dict[str, float] | None = None,
-                 max_steps: int | None = None):
-        self.g, self.r, self.max_steps = graph, rates, max_steps
+                 max_steps: int | None = None, trainer: str | None = None):
+        self.g, self.r, self.max_steps, self.trainer = graph, rates, max_steps, trainer
         self.given = dict(corpus_tokens or {})
-        self.notes: dict[str, None] = {}        # data and model assumptions, in order, once each
+        self._notes: dict[str, None] = {}       # data and model assumptions, in order, once each
+        self.hub_models: dict[str, None] = {}
         self._shapes: dict[str, Shape] = {}
 
     def note(self, text: str) -> None:
-        self.notes.setdefault(text)
+        self._notes.setdefault(text)
+
+    @property
+    def notes(self) -> list[str]:
+        hub = [f"hub models are assumed BERT-base ({BERT_BASE}): {', '.join(self.hub_models)}"] if self.hub_models \
+            else []
+        return list(self._notes) + hub
 
     def jobs(self) -> list[Job]:
-        out = []
-        for i, node in enumerate(self.g.nodes.values()):
-            seconds, what = getattr(self, f"_{node.kind}")(node)
-            gpu, cpu = float(node.resources.get("gpu") or 0), float(node.resources.get("cpu") or 1)
-            seconds += self.r.gpu_overhead_s if gpu > 0 else self.r.cpu_overhead_s
-            out.append(Job(node.id, node.kind, seconds, gpu, cpu, node.parents, (KINDS[node.kind].order,), what))
-        return out
+        return [self.job(node) for node in self.g.nodes.values()]
+
+    def job(self, node) -> Job:
+        seconds, what = getattr(self, f"_{node.kind}")(node)
+        gpu, cpu = float(node.resources.get("gpu") or 0), float(node.resources.get("cpu") or 1)
+        seconds += self.r.gpu_overhead_s if gpu > 0 else self.r.cpu_overhead_s
+        return Job(node.id, node.kind, seconds, gpu, cpu, node.parents, (KINDS[node.kind].order,), what)
 
     # --- rates for a node ---
     def _train_seconds(self, node, flops: float, rate: float) -> float:
@@ -410,6 +430,9 @@ class Work:
             if t["mode"] == "build":
                 a = t["architecture"]
                 return Shape(a["num_layers"], a["hidden_size"], a["intermediate_size"])
+            for p in node.parents:   # a source built in the sweep: the shape of the node that pretrained it
+                if self.g.nodes[p].kind == "pretrain" and str(t["source"]).startswith(str(self.g.node_dir(p))):
+                    return self.shape(self.g.nodes[p])
             return self._model_shape(t["source"])
         for p in node.parents:   # a model of the sweep: its pretraining node (or the fine-tune Winogender scores)
             if self.g.nodes[p].kind in ("pretrain", "finetune", "features"):
@@ -422,7 +445,7 @@ class Work:
             c = json.loads(cfg.read_text())
             if {"num_hidden_layers", "hidden_size", "intermediate_size"} <= set(c):
                 return Shape(c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"])
-        self.note(f"hub models ({model}, ...) are assumed BERT-base: {BERT_BASE}")
+        self.hub_models.setdefault(str(model))
         return BERT_BASE
 
     # --- corpora ---
@@ -492,12 +515,12 @@ class Work:
         return tokens
 
     # --- task data ---
-    def _synthetic_task(self, what: str) -> TaskSize | None:
+    def _synthetic_task(self) -> TaskSize | None:
         syn = self.g.sweep.synthetic
         if syn is None:
             return None
-        self.note(f"the synthetic world is not generated yet: {what} and the other tasks from its train_size / "
-                  f"dev_size, {SYNTHETIC_TOKENS} tokens per example")
+        self.note(f"the synthetic world's tasks are not generated yet: sized by its train_size / dev_size, "
+                  f"{SYNTHETIC_TOKENS} tokens per example")
         return TaskSize(syn.train_size, syn.dev_size, SYNTHETIC_TOKENS, "synthetic knobs")
 
     def glue_size(self, cfg: dict) -> TaskSize:
@@ -511,7 +534,7 @@ class Work:
                 (train, mean_bytes), header = _lines(str(files[0])), int(spec.tsv_header)
                 dev = sum(_lines(str(f))[0] - header for f in files[1:])
                 return TaskSize(train - header, dev, mean_bytes / BYTES_PER_TOKEN + 3, "counted")
-            found = self._synthetic_task(f"GLUE {task}")
+            found = self._synthetic_task()
             if found:
                 return found
             self.note(f"GLUE files missing under {cfg['data_dir']}: official sizes assumed")
@@ -529,11 +552,12 @@ class Work:
             if (p / "train.tsv").is_file() and (p / "dev.tsv").is_file():
                 (train, mean_bytes), dev = _lines(str(p / "train.tsv")), _lines(str(p / "dev.tsv"))[0]
                 return TaskSize(train - 1, dev - 1, mean_bytes / BYTES_PER_TOKEN + 3, "counted")
-            found = self._synthetic_task(task)
+            found = self._synthetic_task()
             if found:
                 return found
-        self.note(f"{task}: {official.train:,} train / {official.dev:,} evaluation examples, {official.tokens:g} "
-                  "tokens each (assumed: ScandiSent 10,000 reviews per language; translated STS-B = STS-B's sizes)")
+        self.note(f"{task} not on this machine: {official.train:,} train / {official.dev:,} evaluation examples of "
+                  f"{official.tokens:g} tokens (ScandiSent: 10,000 reviews per language; a translated STS-B: "
+                  "STS-B's sizes)")
         return official
 
     # --- the kinds ---
@@ -548,7 +572,7 @@ class Work:
                                          dev * flops_per_token(shape, seq, training=False))
         seconds = self._train_seconds(node, flops, self.r.finetune_flops)
         task = cfg.get("task", node.kind)
-        return seconds, (f"{task}: {cfg['epochs']:g} epochs x {train:,} examples x {seq:.0f} tokens "
+        return seconds, (f"{task}: {_n(cfg['epochs'], 'epoch')} x {train:,} examples x {seq:.0f} tokens "
                          f"(+ {dev:,} dev each epoch, {size.source})")
 
     def _finetune(self, node):
@@ -561,12 +585,13 @@ class Work:
         cfg = node.params["config"]
         size = WIC
         if cfg.get("data_dir"):
-            train, dev = Path(cfg["data_dir"]) / "train" / "train.data.txt", Path(cfg["data_dir"]) / "dev" / "dev.data.txt"
+            folder = Path(cfg["data_dir"])
+            train, dev = folder / "train" / "train.data.txt", folder / "dev" / "dev.data.txt"
             if train.is_file() and dev.is_file():
                 (n, mean_bytes) = _lines(str(train))
                 size = TaskSize(n, _lines(str(dev))[0], mean_bytes / BYTES_PER_TOKEN + 3, "counted")
             else:
-                size = self._synthetic_task("WiC") or WIC
+                size = self._synthetic_task() or WIC
         return self._fine_tune(node, size)
 
     def _winogender(self, node):
@@ -617,7 +642,7 @@ class Work:
                               if feat else None)
         train, dev = sizes.get("train", (0, 0))[1], sizes.get("dev", (0, 0))[1]
         word_epochs = cfg["epochs"] * (train + dev / 3)    # dev loss every epoch: forward only
-        return word_epochs / self.r.probe_words_per_s, f"{cfg['epochs']} epochs x {train:,} words (+ dev)"
+        return word_epochs / self.r.probe_words_per_s, f"{_n(cfg['epochs'], 'epoch')} x {train:,} words (+ dev)"
 
     def _pretrain(self, node):
         cfg = node.params["config"]
@@ -627,7 +652,7 @@ class Work:
             tokens, how = steps * cfg["batch_size"] * block, f"{steps:,} steps x {cfg['batch_size']} x {block}"
         else:
             tokens = cfg["epochs"] * self.corpus_tokens(cfg["corpus"])
-            how = f"{cfg['epochs']:g} epoch(s) of {self.corpus_name(cfg['corpus'])}"
+            how = f"{_n(cfg['epochs'], 'epoch')} of {self.corpus_name(cfg['corpus'])}"
         shape = self.shape(node)
         seconds = self._train_seconds(node, tokens * flops_per_token(shape, block), self.r.pretrain_flops)
         what = f"{_fmt_tokens(tokens)} tokens ({how}), {shape}"
@@ -641,17 +666,17 @@ class Work:
         cfg = node.params["config"]
         tokens = self.corpus_tokens(cfg["corpus"])
         cpus = float(node.resources.get("cpu") or 1)
-        return tokens / (self.r.tokenize_per_cpu * cpus), f"{_fmt_tokens(tokens)} tokens on {cpus:g} CPUs"
+        return tokens / (self.r.tokenize_per_cpu * cpus), f"{_fmt_tokens(tokens)} tokens on {_n(cpus, 'CPU')}"
 
     def _tokenizer(self, node):
         cfg = node.params["config"]
         tokens = self.corpus_tokens(cfg["corpus"])
-        trainer = cfg.get("trainer", "exact")
+        trainer = self.trainer or cfg.get("trainer", "exact")
         processes = float(node.resources.get("cpu") or 1) if trainer == "tokenizers" else 1.0
         learner = self.r.learner_s.get(trainer, max(self.r.learner_s.values()))
         learner *= min(1.0, tokens / LEARNER_SCALE_TOKENS)
         return (tokens / (self.r.count_per_s * processes) + learner,
-                f"trainer {trainer}: counts {_fmt_tokens(tokens)} tokens, learner {learner / 60:.0f} min")
+                f"trainer {trainer}: counts {_fmt_tokens(tokens)} tokens, learner {learner:,.0f} s")
 
 
 # --- the estimate -------------------------------------------------------------------------------------------
@@ -684,18 +709,18 @@ class Estimate:
 
 
 def estimate(graph, rates: Rates | None = None, gpus: int = GOAL_GPUS, cpus: float = 96,
-             corpus_tokens: dict[str, float] | None = None, max_steps: int | None = None) -> Estimate:
+             corpus_tokens: dict[str, float] | None = None) -> Estimate:
     rates = rates or assumed_rates()
-    work = Work(graph, rates, corpus_tokens, max_steps)
+    work = Work(graph, rates, corpus_tokens)
     jobs = work.jobs()
     seconds, path = critical_path(jobs)
     schedule = simulate(jobs, gpus, cpus, graph.sweep.max_concurrent_trials)
-    return Estimate(jobs, rates, list(work.notes), gpus, cpus, graph.sweep.max_concurrent_trials, seconds, path,
+    return Estimate(jobs, rates, work.notes, gpus, cpus, graph.sweep.max_concurrent_trials, seconds, path,
                     schedule.makespan)
 
 
 def _h(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def _first_seed_only(jobs: list[Job]) -> list[Job]:
@@ -706,22 +731,33 @@ def _first_seed_only(jobs: list[Job]) -> list[Job]:
     return [j for j in jobs if not (m := seed.search(j.id)) or int(m.group(1)) == first]
 
 
-def fit_max_steps(graph, rates: Rates, gpus: int, cpus: float, goal_s: float,
-                  corpus_tokens: dict[str, float] | None = None, first_seed: bool = False) -> int | None:
-    """The largest pretraining budget (max_steps for every pretraining node, in hundreds) whose simulated
-    makespan meets `goal_s`; None when even 100 steps does not."""
-    def makespan(steps: int) -> float:
-        jobs = Work(graph, rates, corpus_tokens, steps).jobs()
-        return simulate(_first_seed_only(jobs) if first_seed else jobs, gpus, cpus,
-                        graph.sweep.max_concurrent_trials).makespan
+class WhatIf:
+    """The sweep changed: the first seed only, every tokenizer on `trainer`; `makespan(max_steps)` then simulates
+    it with every pretraining node at that budget (only those nodes are estimated again)."""
 
-    lo, hi = 1, 10_000      # in hundreds of steps: up to 1M steps
-    if makespan(lo * 100) > goal_s:
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if makespan(mid * 100) <= goal_s else (lo, mid - 1)
-    return lo * 100
+    def __init__(self, graph, est: Estimate, corpus_tokens: dict[str, float] | None, *, first_seed: bool = False,
+                 trainer: str | None = None):
+        self.g, self.est = graph, est
+        self.work = Work(graph, est.rates, corpus_tokens, trainer=trainer)
+        jobs = self.work.jobs()
+        self.jobs = _first_seed_only(jobs) if first_seed else jobs
+
+    def makespan(self, max_steps: int | None = None) -> float:
+        self.work.max_steps = max_steps
+        jobs = [self.work.job(self.g.nodes[j.id]) if j.kind == "pretrain" else j for j in self.jobs]
+        return simulate(jobs, self.est.gpus, self.est.cpus, self.est.max_concurrent).makespan
+
+    def fit_max_steps(self, goal_s: float) -> tuple[int | None, float]:
+        """The largest pretraining budget (max_steps of every pretraining node, in hundreds) whose makespan meets
+        `goal_s`, or None when even 100 steps does not; and the makespan at 100 steps."""
+        floor = self.makespan(100)
+        if floor > goal_s:
+            return None, floor
+        lo, hi = 1, 10_000      # hundreds of steps: up to 1M
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self.makespan(mid * 100) <= goal_s else (lo, mid - 1)
+        return lo * 100, floor
 
 
 def report(est: Estimate, graph, corpus_tokens: dict[str, float] | None = None) -> str:
@@ -741,8 +777,8 @@ def report(est: Estimate, graph, corpus_tokens: dict[str, float] | None = None) 
         share = f"{shares[0]:g}" if len(shares) == 1 else "mixed"
         alone = simulate([dataclasses.replace(j, parents=()) for j in jobs], est.gpus, est.cpus,
                          est.max_concurrent).makespan
-        lines.append(f"{kind:<11}{len(jobs):>6}{share:>10}{jobs[0].cpu:>6g}"
-                     f"{sum(j.seconds * j.gpu for j in jobs) / 3600:>9.2f}{sum(j.seconds * j.cpu for j in jobs) / 3600:>9.2f}"
+        gpu_h, cpu_h = (sum(j.seconds * getattr(j, r) for j in jobs) / 3600 for r in ("gpu", "cpu"))
+        lines.append(f"{kind:<11}{len(jobs):>6}{share:>10}{jobs[0].cpu:>6g}{gpu_h:>9.2f}{cpu_h:>9.2f}"
                      f"{max(j.seconds for j in jobs) / 3600:>12.2f} h{alone / 3600:>10.2f} h")
     lines.append(f"{'total':<11}{len(est.jobs):>6}{'':>16}{est.gpu_hours:>9.2f}{est.cpu_hours:>9.2f}")
     lines += ["(GPU-h: seconds x GPU share, summed; wall alone: the kind's nodes by themselves on these GPUs and CPUs)",
@@ -763,8 +799,8 @@ def report(est: Estimate, graph, corpus_tokens: dict[str, float] | None = None) 
     lines += ["", f"lower bound: {_h(est.lower_bound)} = max(critical path {_h(est.path_seconds)}, "
                   f"GPU-hours / {est.gpus} = {gpu_spread:.2f} h, CPU-hours / {est.cpus:g} = "
                   f"{est.cpu_hours / est.cpus:.2f} h): no schedule is faster",
-              f"simulated: {_h(est.makespan)}: greedy list scheduling of the gated graph (a node starts once its parents "
-              "are done and its CPUs and GPU share fit, earliest kind first, as the sweep's gate does)"]
+              f"simulated: {_h(est.makespan)}: greedy list scheduling of the gated graph (a node starts once its "
+              "parents are done and its CPUs and GPU share fit, earliest kind first, as the sweep's gate does)"]
     lines += ["", *_goal_lines(est, graph, corpus_tokens)]
     return "\n".join(lines)
 
@@ -775,21 +811,34 @@ def _goal_lines(est: Estimate, graph, corpus_tokens) -> list[str]:
     verdict = "meets it" if est.makespan <= goal else "does NOT meet it"
     lines = [f"design goal: the whole paper sweep within {GOAL_HOURS:g} h on one {GOAL_GPUS}-GPU node. This estimate, "
              f"{_h(est.makespan)} on {where}, {verdict}."]
+    if not any(j.gpu > 0 for j in est.jobs):
+        return [f"(no node asks for a GPU: the design goal, {GOAL_HOURS:g} h on one {GOAL_GPUS}-GPU node, does not "
+                "apply)"]
     if est.makespan <= goal:
         return lines
-    lines.append("what would fit (simulated on the same GPUs and CPUs):")
-    first = simulate(_first_seed_only(est.jobs), est.gpus, est.cpus, est.max_concurrent).makespan
-    lines.append(f"  the first seed only (finetune/wic/forget seeds: [1]; the other seeds in later runs): {_h(first)}")
-    for first_seed in (False, True):
-        steps = fit_max_steps(graph, est.rates, est.gpus, est.cpus, goal, corpus_tokens, first_seed)
-        who = "with the first seed only, " if first_seed else ""
-        if steps is None:
-            lines.append(f"  {who}no pretraining budget fits: the other nodes alone take longer than the goal")
-            continue
-        block = next((j for j in graph.nodes.values() if j.kind == "pretrain"), None)
-        tokens = steps * block.params["config"]["batch_size"] * block.params["config"]["block_size"] if block else 0
-        lines.append(f"  {who}pretrain.max_steps={steps:,} for every pretraining node ({_fmt_tokens(tokens)} tokens "
-                     "each) or fewer")
+    exact = any(n.kind == "tokenizer" and n.params["config"].get("trainer", "exact") == "exact"
+                for n in graph.nodes.values())
+    pretrain = next((n.params["config"] for n in graph.nodes.values() if n.kind == "pretrain"), None)
+    variants = [("as configured", {})]
+    if exact:
+        variants.append(("target.trainer=tokenizers (the Rust learner, one thread per CPU)", {"trainer": "tokenizers"}))
+    variants.append(("seeds [1] only (finetune, wic, forgetting; the others in a later run)", {"first_seed": True}))
+    if exact:
+        variants.append(("both", {"trainer": "tokenizers", "first_seed": True}))
+    lines += [f"what would fit (simulated on the same GPUs and CPUs; max_steps: the largest budget of every "
+              f"pretraining node that fits {GOAL_HOURS:g} h):",
+              f"  {'change':<72}{'simulated':>10}  pretrain.max_steps that fits"]
+    for name, change in variants:
+        variant = WhatIf(graph, est, corpus_tokens, **change)
+        makespan = est.makespan if not change else variant.makespan()
+        if pretrain is None:
+            fits = "-"
+        else:
+            steps, floor = variant.fit_max_steps(goal)
+            per_node = pretrain["batch_size"] * pretrain["block_size"]
+            fits = (f"none: {_h(floor)} even at 100 steps" if steps is None else
+                    f"{steps:,} ({_fmt_tokens(steps * per_node)} tokens per node)")
+        lines.append(f"  {name:<72}{_h(makespan):>10}  {fits}")
     return lines
 
 

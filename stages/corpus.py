@@ -20,8 +20,8 @@ class CorpusConfig(StageConfig):
     hub_config: str | None = setting(None, "its config, e.g. 20231101.en")
     hub_split: str = setting("train", "its split")
     text_column: str = setting("text", "the column holding the text")
-    max_documents: int | None = setting(None, "read at most this many documents (a quick look at a huge corpus)",
-                                        ge=1)
+    max_documents: int | None = setting(None, "read at most this many documents: non-empty lines (a hub row is "
+                                              "split at its newlines)", ge=1)
 
     @model_validator(mode="after")
     def _one_source(self):
