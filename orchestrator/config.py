@@ -179,7 +179,8 @@ class Sweep(StageConfig):
     tracking_uri: str = setting("sqlite:///mlruns/mlflow.db", "MLflow: sqlite:///path or http(s)://server")
     artifact_location: str | None = setting(None, "default: artifacts/ beside the SQLite file")
     seed: int = setting(0, "pretraining and vocabulary-surgery seed")
-    ray_address: str | None = setting(None, "null: start Ray locally, or join the cluster of `ray job submit`")
+    ray_address: str | None = setting(None, "null: join the cluster of `ray job submit` or one `ray start`ed on "
+                                            "this machine, else start Ray locally")
     max_concurrent_trials: int = setting(8, "trials running at once (within the cluster's resources)", ge=1)
     max_failures: int = setting(1, "retries of a crashed trial (it resumes from its checkpoint)", ge=0)
     log_model_artifacts: bool = setting(False, "upload model folders to MLflow (big); otherwise log their path")

@@ -7,7 +7,7 @@ library only: it changes into the project folder (`XLT_HOME`, default `~/xlt`, w
 `configs/cluster.yaml` mounts the repository and builds `.venv`) and replaces itself with that venv's `xlt`:
 
     ray submit --tmux configs/cluster.yaml orchestrator/ray_submit.py run configs/paper.yaml \\
-        output_dir=/shared/xlt/runs tracking_uri=http://localhost:5000
+        output_dir=/shared/xlt/runs tracking_uri=http://10.0.0.1:5000
 """
 from __future__ import annotations
 

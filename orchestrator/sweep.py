@@ -113,6 +113,8 @@ def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_
     if not ray.is_initialized():
         ray.init(address=s.ray_address, include_dashboard=False, ignore_reinit_error=True,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    elif s.ray_address:
+        log(f"[sweep] Ray was already initialised in this process: ray_address {s.ray_address} is not used")
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     if not has_gpu and any(n.resources["gpu"] for n in graph.nodes.values()):
         log("[sweep] no GPU in the Ray cluster: trials run on CPU only")
