@@ -96,11 +96,12 @@ def test_a_fractional_gpu_share_caps_the_trials_cuda_memory_before_its_stage_run
     assert done["gpu_memory"]["fraction"] == 0.25
     assert any("GPU share 0.25" in line and "capped at 20.0 of 80.0 GiB" in line for line in lines)
 
-    # a whole GPU, no GPU, or no CUDA: nothing is capped
-    for gpu in (1.0, 0.0):
+    # a whole GPU: no cap, and a cap a fractional trial left in this (reused) worker is lifted; no GPU or no
+    # CUDA: nothing is touched
+    for gpu, calls in ((1.0, [(1.0, 0)]), (0.0, [])):
         cuda.calls.clear()
         assert "gpu_memory" not in runner.run_node(_node(gpu), tmp_path / f"g{gpu}", log=lines.append)
-        assert cuda.calls == []
+        assert cuda.calls == calls
     FakeCuda(monkeypatch, available=False)
     assert runner._cap_gpu_memory(_node(0.25), print) is None
 
