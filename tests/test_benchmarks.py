@@ -60,3 +60,85 @@ def test_agreement_choice_counts_the_preferred_form(tmp_path):
     ac = _load("agreement_choice")
     acc, n = ac.agreement_choice(str(d), str(dev), limit=10)
     assert n == 4 and abs(acc - 3 / 4) < 1e-9      # is, this, is right; are loses to "is"
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    """Markdown table rows by their first cell (second too, joined by ' | ', when the first is a task name)."""
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+            rows[" | ".join(cells[:2])] = cells[2:]
+    return rows
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def test_pretrain_throughput_benchmark_prints_its_tables(capsys):
+    """All three runs at the smallest sizes, one repetition: positive tokens/s, ratios that are the
+    quotients of the figures, and no padding."""
+    bench = _load("pretrain_throughput")
+    out = bench.main(["--steps", "4", "--warmup", "1", "--lines", "1200", "--vocab", "200", "--batch", "8",
+                      "--micro-batch", "4", "--block-size", "32", "--reps", "1"])
+    printed = capsys.readouterr().out
+    assert out["table"] in printed
+    rows = _rows(out["table"])
+    for run in bench.RUNS:
+        cells = rows[bench.LABELS[run]]
+        assert len(cells) == 4 and all(_number(c) > 0 for c in cells)     # min, median, max, per CPU-s
+        assert len(out["tokens_per_s"][run]) == len(out["tokens_per_cpu_s"][run]) == 1
+    for a, b, label in bench.RATIOS:
+        (ratio,) = out["ratios"][f"{a}/{b}"]
+        assert ratio > 0 and abs(ratio - out["tokens_per_s"][a][0] / out["tokens_per_s"][b][0]) < 1e-3
+        assert _number(rows[label][1]) > 0 and _number(rows[label][3]) > 0
+    assert out["padding_fraction"] == 0.0 and "no padding" in out["table"]
+
+
+def test_rotated_order_puts_every_run_first_once():
+    bench = _load("pretrain_throughput")
+    orders = [bench.rotated(("a", "b", "c"), rep) for rep in range(3)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+
+
+def test_finetune_throughput_benchmark_prints_its_tables(capsys):
+    """Both tasks at the smallest sizes, one repetition: positive examples/s, padding fractions in [0, 1) with
+    random batches padded more than length-grouped ones, ratios with their targets."""
+    _load("pretrain_throughput")
+    bench = _load("finetune_throughput")
+    out = bench.main(["--sst2-examples", "96", "--rte-examples", "64", "--dev-examples", "8", "--batch", "8",
+                      "--vocab", "200", "--reps", "1"])
+    printed = capsys.readouterr().out
+    assert out["table"] in printed
+    rows = _rows(out["table"])
+    for t in ("sst2", "rte"):
+        fig = out["tasks"][t]
+        for run in bench.RUNS:
+            cells = rows[f"{bench.TITLES[t]} | {bench.LABELS[run]}"]
+            assert len(cells) == 5 and all(_number(c) > 0 for c in cells[:4])
+            assert 0 <= _number(cells[4]) < 1
+        pad = {run: fig["padding_fraction"][run][0] for run in bench.RUNS}
+        assert pad["stage"] < pad["trainer_random"] and pad["trainer_grouped"] < pad["trainer_random"]
+        for a, b, label, target in bench.RATIOS:
+            cells = rows[f"{bench.TITLES[t]} | {label}"]
+            assert _number(cells[1]) > 0 and cells[3] == (f"≥ {target:.1f}" if target else "—")
+
+
+def test_generated_glue_tasks_have_long_tails(tmp_path):
+    """The SST-2-like and RTE-like files are in the official layout, read by the stage's loader, with
+    long-tailed lengths (a mean well above the median, a maximum far above both)."""
+    import statistics
+
+    _load("pretrain_throughput")
+    bench = _load("finetune_throughput")
+    bench.make_glue(tmp_path, {"sst2": 2000, "rte": 500}, 10, seed=0)
+    from stages.glue import load_split
+
+    sst2 = [len(e.text_a.split()) for e in load_split("sst2", "train", str(tmp_path))]
+    premises = [len(e.text_a.split()) for e in load_split("rte", "train", str(tmp_path))]
+    assert len(sst2) == 2000 and len(premises) == 500 and len(load_split("rte", "", str(tmp_path))) == 10
+    for lengths, tail in ((sst2, 4), (premises, 3)):
+        median = statistics.median(lengths)
+        assert statistics.mean(lengths) > median and max(lengths) > tail * median

@@ -1,12 +1,18 @@
 """WordPiece tokenizer stage: reloadable folder, exact size, casing, rare letters, and the silent-failure guards."""
 from __future__ import annotations
 
+import os
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from stages.common import StageError
 from stages.corpus import CorpusConfig
 from stages.tokenizer import SPECIAL_TOKENS, TokenizerConfig, learn_vocabulary, load_tokenizer, train_tokenizer
 from tests.conftest import write_corpus
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_trained_folder_reloads_with_exact_size_and_bert_framing(tmp_path, tiny_corpus):
@@ -37,8 +43,8 @@ def test_rare_letters_never_become_unk(tmp_path):
     # 'q' and 'x' occur only inside rare words: the trainer alone may give them no '##' piece.
     lines = ["ba da ga na ma la"] * 2000 + ["aqxa baxq"] * 2
     (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
-    train_tokenizer(TokenizerConfig(corpus=CorpusConfig(files=[str(tmp_path / "c.txt")]), output_dir=str(tmp_path / "t"),
-                                    vocab_size=100, min_frequency=2))
+    train_tokenizer(TokenizerConfig(corpus=CorpusConfig(files=[str(tmp_path / "c.txt")]),
+                                    output_dir=str(tmp_path / "t"), vocab_size=100, min_frequency=2))
     tok = load_tokenizer(str(tmp_path / "t"))
     assert tok.unk_token not in tok.tokenize("qaxq xaq")
     assert len(tok) <= 100  # a corpus this small runs out of merges before the requested size
@@ -132,3 +138,180 @@ def test_training_is_identical_across_processes(tmp_path, tiny_corpus):
     for name in ("a", "b"):
         subprocess.run([sys.executable, "-c", code, str(tiny_corpus), str(tmp_path / name)], check=True)
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+# --- the scalable learner equals the learner it replaced ---------------------------------------------------
+
+def _reference_merge(a: str, b: str) -> str:
+    return a + b[2:]
+
+
+def _reference_learn_vocabulary(word_counts: dict[str, int], vocab_size: int, min_frequency: int,
+                                limit_alphabet: int | None = None) -> list[str]:
+    """The exact learner as it was before it was made to scale (commit 9d5c969), kept verbatim as the
+    definition the fast one must match: same merges, same order. Re-counts every pair of every word a merge
+    touches, holds words as lists of strings; benchmarks/tokenizer_learner.py times it ("old")."""
+    import heapq
+    from collections import Counter, defaultdict
+
+    chars: Counter = Counter()
+    for w, f in word_counts.items():
+        for c in w:
+            chars[c] += f
+    if limit_alphabet is not None and len(chars) > limit_alphabet:
+        kept = set(sorted(chars, key=lambda c: (-chars[c], c))[:limit_alphabet])
+        word_counts = {w: f for w, f in word_counts.items() if set(w) <= kept}
+    else:
+        kept = set(chars)
+    letters = sorted(kept)
+    alphabet = letters + ["##" + c for c in letters]
+    if len(SPECIAL_TOKENS) + len(alphabet) > vocab_size:
+        raise StageError(f"vocab_size {vocab_size} cannot hold the alphabet: {len(letters)} characters, each also "
+                         f"as '##' piece, plus {len(SPECIAL_TOKENS)} special tokens make "
+                         f"{len(SPECIAL_TOKENS) + len(alphabet)}. Lower limit_alphabet or raise vocab_size.")
+    words = sorted(word_counts)  # a fixed order; counts do the rest
+    symbols = [[w[0], *("##" + c for c in w[1:])] for w in words]
+    freq = [word_counts[w] for w in words]
+    vocab = [*SPECIAL_TOKENS, *alphabet]
+    seen = set(vocab)
+    pairs: Counter = Counter()
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, syms in enumerate(symbols):
+        for p in zip(syms, syms[1:]):
+            pairs[p] += freq[i]
+            where[p].add(i)
+    heap = [(-c, p) for p, c in pairs.items()]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size and heap:
+        neg, pair = heapq.heappop(heap)
+        if pairs.get(pair, 0) != -neg:
+            continue  # a stale entry: the count changed since it was pushed
+        if -neg < max(1, min_frequency):
+            break
+        new = _reference_merge(*pair)
+        if new not in seen:
+            vocab.append(new)
+            seen.add(new)
+        touched: set[tuple[str, str]] = set()
+        for i in sorted(where.pop(pair, ())):
+            syms, f = symbols[i], freq[i]
+            for p in zip(syms, syms[1:]):  # remove this word's pairs, re-add them after merging
+                pairs[p] -= f
+                touched.add(p)
+            out, j = [], 0
+            while j < len(syms):
+                if j + 1 < len(syms) and (syms[j], syms[j + 1]) == pair:
+                    out.append(new)
+                    j += 2
+                else:
+                    out.append(syms[j])
+                    j += 1
+            symbols[i] = out
+            for p in zip(out, out[1:]):
+                pairs[p] += f
+                where[p].add(i)
+                touched.add(p)
+        pairs.pop(pair, None)
+        for p in touched:
+            c = pairs.get(p, 0)
+            if c > 0:
+                heapq.heappush(heap, (-c, p))
+            else:
+                pairs.pop(p, None)
+    return vocab[:vocab_size]
+
+
+def _bert_word_counts(path, lowercase: bool) -> Counter:
+    """Words of a text file as train_tokenizer counts them (BERT's normalizer and pre-tokenizer)."""
+    from stages.tokenizer import _build_trainer_tokenizer
+
+    pipeline, _ = _build_trainer_tokenizer(lowercase)
+    counts: Counter = Counter()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        counts.update(w for w, _ in pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(line)))
+    return counts
+
+
+def _zipf_types(n: int, seed: int) -> dict[str, int]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tokenizer_learner", DATA.parent.parent / "benchmarks" /
+                                                  "tokenizer_learner.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.zipf_types(n, seed)
+
+
+@pytest.fixture(scope="module")
+def learner_corpora(tmp_path_factory, tiny_corpus) -> dict[str, dict[str, int]]:
+    import random
+
+    tmp = tmp_path_factory.mktemp("learner")
+    rng = random.Random(0)
+    return {
+        "english-cased": _bert_word_counts(DATA / "english.txt", lowercase=False),
+        "english-uncased": _bert_word_counts(DATA / "english.txt", lowercase=True),
+        "conftest-tiny": _bert_word_counts(tiny_corpus, lowercase=False),
+        "syllables": _bert_word_counts(_syllable_corpus(tmp / "s.txt", n_lines=1500), lowercase=False),
+        "zipf": _zipf_types(3000, seed=1),  # counts floor(3000 / rank): long runs of tied counts
+        # three letters, counts 1-3: nearly every pair ties with others, and runs like "aaaa" and "abab" merge
+        # by the greedy left-to-right rule
+        "ties": {"".join(rng.choice("abcab") for _ in range(rng.randint(1, 9))): rng.choice([1, 2, 3])
+                 for _ in range(3000)},
+        # runs of one letter, alternations, a word counted 0 times (its letters still count), and "[UNK]",
+        # whose last merge spells a special token (merged, not listed twice)
+        "edges": {"aaaa": 3, "aaaaa": 2, "abab": 5, "ababa": 4, "xaaax": 2, "aa": 7, "a": 9, "zq": 0, "[UNK]": 6},
+    }
+
+
+@pytest.mark.parametrize("vocab_size, min_frequency, limit_alphabet", [
+    (300, 1, None), (1000, 2, 1000), (32000, 2, 20), (5000, 3, 5)])
+@pytest.mark.parametrize("name", ["english-cased", "english-uncased", "conftest-tiny", "syllables", "zipf", "ties",
+                                  "edges"])
+def test_fast_learner_learns_exactly_what_the_reference_learns(learner_corpora, name, vocab_size, min_frequency,
+                                                              limit_alphabet):
+    counts = learner_corpora[name]
+    expected = _reference_learn_vocabulary(counts, vocab_size, min_frequency, limit_alphabet)
+    assert learn_vocabulary(dict(counts), vocab_size, min_frequency, limit_alphabet) == expected
+
+
+def test_fast_learner_reaches_the_full_vocabulary_on_a_zipf_table():
+    """A table large enough that 1,500 merges run (the parametrized cases above mostly run out of pairs)."""
+    counts = _zipf_types(10000, seed=2)
+    expected = _reference_learn_vocabulary(counts, 1750, 2, 1000)
+    assert len(expected) == 1750
+    assert learn_vocabulary(counts, 1750, 2, 1000) == expected
+
+
+def test_fast_learner_is_identical_across_hash_seeds():
+    """String hashing differs per process (PYTHONHASHSEED); the vocabulary must not."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys; sys.path.insert(0, 'tests'); from test_tokenizer import _zipf_types; "
+            "from stages.tokenizer import learn_vocabulary; "
+            "v = learn_vocabulary(_zipf_types(5000, seed=3), 1500, 2, 1000); "
+            "print(len(v), hashlib.sha256('\\n'.join(v).encode()).hexdigest())")
+    root = DATA.parent.parent
+    outs = {subprocess.run([sys.executable, "-c", code], cwd=root, env=dict(os.environ, PYTHONHASHSEED=seed),
+                           check=True, capture_output=True, text=True).stdout for seed in ("0", "4242")}
+    assert len(outs) == 1 and outs.pop().startswith("1500 ")
+
+
+def test_count_words_batched_and_in_processes_equals_document_by_document(tmp_path):
+    """Batches join documents with newlines; a pool of processes adds up their Counters in batch order."""
+    from stages.tokenizer import _build_trainer_tokenizer, count_words
+
+    docs = [d for d in (DATA / "english.txt").read_text(encoding="utf-8").splitlines() if d.strip()]
+    docs += ["Café naïve \u0301x", "中文 and 日本語", "ctrl\x00char\x07s", "tab\tand\u00a0nbsp", "can't..."]
+    for lowercase in (False, True):
+        pipeline, _ = _build_trainer_tokenizer(lowercase)
+        one_by_one: Counter = Counter()
+        for d in docs:
+            one_by_one.update(w for w, _ in
+                              pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(d)))
+        batched = count_words(iter(docs), lowercase, batch_chars=500)
+        assert batched == one_by_one and list(batched) == list(one_by_one)
+    pooled = count_words(iter(docs), True, workers=2, batch_chars=500)
+    assert pooled == batched and list(pooled) == list(batched)
+    assert count_words(iter([]), False) == Counter()
