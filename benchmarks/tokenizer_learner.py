@@ -12,7 +12,7 @@ Learners, each on the same seeded Zipf type table, to a 32K vocabulary (min_freq
               core the machine has (the sweep gives the node its `resources.tokenizer.cpu`).
 
 Each measurement runs in its own process: time (wall and CPU) of the learner alone, the peak resident
-memory of that process (ru_maxrss), the memory after loading the table (the Counter that train_tokenizer
+memory of that process (VmHWM, see `peak_gib`), the memory after loading the table (the Counter that train_tokenizer
 holds, which the Python learners drop once encoded), and a digest of the vocabulary. --determinism N runs
 the exact learner twice at N types under two PYTHONHASHSEEDs and compares the digests.
 
@@ -106,10 +106,22 @@ def _rust_trainer(counts: dict[str, int]) -> list[str]:
     return [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
 
 
+def peak_gib() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: on Linux, ru_maxrss survives exec, so a
+    child started by a parent that holds a 10M-type table would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+
+
 def measure(learner: str, path: Path) -> dict:
     """One learner on one table, in this process (the parent starts one process per measurement)."""
     tables = [read_table(path)]
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    loaded = peak_gib()
     n = len(tables[0])
     t, cpu = time.perf_counter(), time.process_time()
     # tables.pop(): the learner gets the only reference, as from train_tokenizer, and may free the table
@@ -125,7 +137,7 @@ def measure(learner: str, path: Path) -> dict:
         vocab = _rust_trainer(tables.pop())
     return {"learner": learner, "types": n, "seconds": time.perf_counter() - t,
             "cpu_seconds": time.process_time() - cpu, "loaded_gb": loaded,
-            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "peak_gb": peak_gib(),
             "vocab": len(vocab), "digest": hashlib.sha256("\n".join(vocab).encode()).hexdigest()[:16]}
 
 

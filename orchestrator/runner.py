@@ -401,8 +401,9 @@ def _cap_gpu_memory(node: Node, log: Callable[[str], None]) -> dict | None:
 
 def _tokenizer(t: Trial) -> dict:
     cfg = t.config()
-    # the Rust trainer is multi-threaded only with the pool on
-    with _tokenizers_threads(t.threads) if cfg.trainer == "tokenizers" else contextlib.nullcontext():
+    # Either learner counts words in parallel only with the pool on: the Rust trainer's threads, and the exact
+    # learner's counting processes (count_words reads RAYON_NUM_THREADS).
+    with _tokenizers_threads(t.threads):
         res = tokenizer_stage.train_tokenizer(cfg)
     t.on_log(0, {"vocab_size": res.vocab_size, "unk_rate": res.unk_rate, "documents": res.documents})
     return {"result": dataclasses.asdict(res)}

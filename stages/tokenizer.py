@@ -10,11 +10,11 @@ gave three vocabularies.) Ids are in merge order, i.e. roughly by frequency, as 
 The words are counted in one streaming pass (`count_words`: the Rust normalizer and pre-tokenizer, about
 2 us a word in one process, in a pool of processes when the node is granted threads), then `learn_vocabulary`
 merges over the word types: Python with numpy, one core. On a Zipf table of 10M word types it learns a 32K
-vocabulary in about 6 minutes with a 4.8 GB peak, 2.4 GB of it the Counter of types, which it frees once the
-words are encoded (benchmarks/tokenizer_learner.py; the learner it replaced took 2 minutes for 100K types and
-grew like types^1.5). `trainer="tokenizers"` runs the Rust trainer instead (multi-threaded, counting
-included), at the price of tied merges that depend on the process: the vocabulary is trained once per sweep
-and every dependent node reuses it.
+vocabulary in about 6 minutes with a 4.8 GiB peak, the Counter of types included, which it frees once the
+words are encoded (benchmarks/tokenizer_learner.py; the learner it replaced, with the same result, took 1 to
+2 minutes for 100K types and grew like types^1.5). `trainer="tokenizers"` runs the Rust trainer instead
+(multi-threaded, counting included), at the price of tied merges that depend on the process: the vocabulary
+is trained once per sweep and every dependent node reuses it.
 """
 from __future__ import annotations
 
@@ -377,8 +377,9 @@ def count_words(documents: Iterable[str], lowercase: bool, workers: int = 1,
 
 
 def _count_workers() -> int:
-    """Processes for counting words: the threads the sweep grants a tokenizer node (orchestrator/runner.py sets
-    RAYON_NUM_THREADS for it), else one."""
+    """Processes for counting words: RAYON_NUM_THREADS, which orchestrator/runner.py sets to the node's threads
+    around a tokenizer node that runs the Rust trainer (for `exact` too once it wraps every tokenizer node), else
+    one."""
     try:
         return max(1, int(os.environ.get("RAYON_NUM_THREADS") or 1))
     except ValueError:

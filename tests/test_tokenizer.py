@@ -276,7 +276,7 @@ def test_fast_learner_learns_exactly_what_the_reference_learns(learner_corpora, 
 
 
 def test_fast_learner_reaches_the_full_vocabulary_on_a_zipf_table():
-    """A table large enough that 1,500 merges run (the parametrized cases above mostly run out of pairs)."""
+    """A table large enough for 1,750 tokens (the parametrized cases above mostly run out of pairs first)."""
     counts = _zipf_types(10000, seed=2)
     expected = _reference_learn_vocabulary(counts, 1750, 2, 1000)
     assert len(expected) == 1750
