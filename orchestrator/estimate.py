@@ -36,8 +36,12 @@ PADDING = 0.10                         # padding share of fine-tuning batches (l
 PROBE_WORDS_PER_S = 80_000.0           # one probe trial: a step of 20 sentences (~320 words) in ~4 ms
 CPU_GFLOPS_PER_CORE = 25.0             # the demo's tiny RoFormer pretrains at 37-42K tokens/s on one thread
 TOKENIZE_TOKENS_PER_S_PER_CPU = 300_000.0   # fast tokenizer, thread pool on, reading and writing included
-COUNT_TOKENS_PER_S = 1_000_000.0       # tokenizer learner's counting pass: normalise, pre-tokenise, count
-LEARNER_S = {"exact": 1800.0, "tokenizers": 300.0}   # merge phase at >= LEARNER_SCALE_TOKENS (prorated below)
+# The tokenizer node's counting pass, per process (one per CPU, either trainer): benchmarks/word_counting.py
+# measured a median 476K words/s in one process with 5% of words non-ASCII, i.e. ~600K WordPiece tokens/s.
+COUNT_TOKENS_PER_S = 600_000.0
+# Merge phase at >= LEARNER_SCALE_TOKENS (prorated below). exact: 6.2 min measured for 10M Zipf word types at
+# 32K (benchmarks/tokenizer_learner.py), and English Wikipedia has 10-20M types; tokenizers: an assumption.
+LEARNER_S = {"exact": 750.0, "tokenizers": 300.0}
 LEARNER_SCALE_TOKENS = 1e9
 GPU_OVERHEAD_S, CPU_OVERHEAD_S = 20.0, 3.0   # per trial: process, CUDA context, model and data loading
 
@@ -155,8 +159,8 @@ def cpu_notes(rates: Rates) -> tuple[str, ...]:
     learner = ", ".join(f"{k} {v / 60:g} min" for k, v in rates.learner_s.items())
     return (f"tokenize nodes (CPU): {rates.tokenize_per_cpu:,.0f} tokens/s per CPU; the keep-mode pretraining "
             "nodes tokenize their corpus inside the trial, holding their GPU",
-            f"tokenizer: a counting pass at {rates.count_per_s:,.0f} tokens/s (one process for trainer exact, one "
-            f"per CPU for tokenizers), then the learner ({learner} at >= {LEARNER_SCALE_TOKENS:.0e} tokens, "
+            f"tokenizer: a counting pass at {rates.count_per_s:,.0f} tokens/s per CPU, then the learner "
+            f"({learner} at >= {LEARNER_SCALE_TOKENS:.0e} tokens, "
             "prorated below)",
             f"nodes with GPU share 0: {rates.cpu_flops / 1e9:g} GFLOP/s of model FLOPs per CPU",
             f"per trial: {rates.gpu_overhead_s:g} s on a GPU, {rates.cpu_overhead_s:g} s on CPU (process, CUDA, "
@@ -672,7 +676,7 @@ class Work:
         cfg = node.params["config"]
         tokens = self.corpus_tokens(cfg["corpus"])
         trainer = self.trainer or cfg.get("trainer", "exact")
-        processes = float(node.resources.get("cpu") or 1) if trainer == "tokenizers" else 1.0
+        processes = float(node.resources.get("cpu") or 1)  # both trainers count in a pool of the node's CPUs
         learner = self.r.learner_s.get(trainer, max(self.r.learner_s.values()))
         learner *= min(1.0, tokens / LEARNER_SCALE_TOKENS)
         return (tokens / (self.r.count_per_s * processes) + learner,

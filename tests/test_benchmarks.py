@@ -142,3 +142,17 @@ def test_generated_glue_tasks_have_long_tails(tmp_path):
     for lengths, tail in ((sst2, 4), (premises, 3)):
         median = statistics.median(lengths)
         assert statistics.mean(lengths) > median and max(lengths) > tail * median
+
+
+def test_word_counting_benchmark_text_and_run(capsys):
+    """The generated text has the requested share of non-ASCII words, and the benchmark's ways agree (it
+    exits if any count differs from the Rust pipeline's)."""
+    bench = _load("word_counting")
+    docs = bench.make_documents(20_000, 0.15)
+    words = " ".join(docs).split()
+    assert 19_000 <= len(words) <= 20_000
+    share = sum(not w.isascii() for w in words) / len(words)
+    assert 0.12 < share < 0.18
+    out = bench.main(["--words", "3000", "--workers", "1", "2", "--repeats", "1"])
+    assert out["words"] > 3000 and len(out["seconds"]) == 3   # punctuation is cut off into words of its own
+    assert "counts equal in every run" in capsys.readouterr().out
