@@ -451,12 +451,31 @@ def _pretrain(t: Trial) -> dict:
     t.tags({"xlt.identity_count": report.get("identity_count", "-")})
     cfg = t.config()
     res = pretrain_stage.pretrain(cfg, on_log=t.on_log, log=t.log)
+    moved = _movement(init, Path(res.model_dir))
+    if moved:   # how far continued pretraining took the embeddings and each layer from where the init put them
+        write_json(t.dir / "movement.json", moved)
+        t.on_log(res.steps, {f"movement/{k}": v for k, v in moved.items()})
     _pretrain_card(t, cfg, transfer_cfg, report, res)
     t.tags({"xlt.model_dir": res.model_dir})
     if t.log_model_artifacts:
         t.artifact(Path(res.model_dir), "model")
     t.artifact(t.dir / "pretrain_result.json", "node")
     return {"result": dataclasses.asdict(res), "model_dir": res.model_dir}
+
+
+def _movement(init: Path, final: Path) -> dict[str, float]:
+    """Relative Frobenius distance of the final weights from the init's (stages/inits.py `movement`); {} when
+    either folder has no safetensors file (a hub model pretrained elsewhere)."""
+    from safetensors.torch import load_file
+
+    from stages.inits import movement
+
+    a, b = sorted(init.glob("*.safetensors")), sorted(final.glob("*.safetensors"))
+    if not a or not b:
+        return {}
+    start = {k: v for f in a for k, v in load_file(str(f)).items()}
+    end = {k: v for f in b for k, v in load_file(str(f)).items()}
+    return movement(start, end)
 
 
 def _shown(path: str | None, root: Path) -> str | None:

@@ -11,6 +11,10 @@ Modes (the paper's Section 3, plus one control):
 - `scratch`     [en][en]: same architecture, random init, English vocabulary.
 - `build`       a new model of a given `Architecture`, random init, with the given vocabulary: a source
                 pretrained from scratch inside the sweep (the demo's), or [en][en] shaped like one.
+- `overlap`, `fvt`, `random-normal`, `focus`, `wechsel`: the published initialisations of a new vocabulary's
+                embeddings (stages/inits.py, one function each). Every mode's mapping report carries the
+                same diagnostics: rows copied / composed / random / special, identity rate, and the cosine of
+                the rows not copied to their nearest source rows.
 
 Ranks (`rank`), because the paper's sentence "the vocabulary tokens learned by a Wordpiece tokenizer are in
 practice ordered by descending frequency" has two readings, and mixing them is a trap:
@@ -45,9 +49,11 @@ from pydantic import model_validator
 
 from stages.common import (StageConfig, StageError, quiet_transformers, resolve_pretrained, save_npy, set_seed,
                            setting, write_json, write_text)
+from stages.inits import COPIED, INITS, RANDOM, SPECIAL, InitInputs, diagnostics
 from stages.tokenizer import load_tokenizer
+from stages.vectors import VectorSettings
 
-MODES = ("keep", "frequency", "random-map", "scratch", "build")
+MODES = ("keep", "frequency", "random-map", "scratch", "build", *INITS)
 ROLES = ("pad", "unk", "cls", "sep", "mask")
 # Rows of reserved tokens such as BERT's "[unused17]" were never trained; they take no part in ranking.
 _RESERVED = re.compile(r"^\[[^\]\s]+\]$")
@@ -86,8 +92,31 @@ class TransferSettings(StageConfig):
                   "source by id (maps frequent words to the source's character rows; comparison only)")
 
 
+class FocusSettings(StageConfig):
+    """FOCUS (`deepfocus`): which tokens count as overlap, and the fastText vectors of target tokens it weighs
+    the overlap by (trained by the sweep's vectors node on the target corpus, tokenized by the target tokenizer;
+    defaults: deepfocus's own)."""
+    exact_match_all: bool = setting(True, "every token whose string is a source token is overlap (FOCUS's default)")
+    match_symbols: bool = setting(False, "numbers and punctuation match ignoring case and word-start marking")
+    fuzzy_match_all: bool = setting(False, "every token matches ignoring case and word-start marking")
+    vectors: VectorSettings = setting(VectorSettings(), "fastText training of the target-token vectors")
+
+
+class WechselSettings(StageConfig):
+    """WECHSEL (`wechsel`): the mix, and the target-language word vectors (the source-language ones and the
+    dictionary are per source: `sources.X.wechsel_vectors`, `sources.X.wechsel_dictionary`)."""
+    neighbors: int = setting(10, "nearest source subwords mixed per target token (WECHSEL's k)", ge=1)
+    temperature: float = setting(0.1, "softmax temperature of the mix", gt=0)
+    target_vectors: str | None = setting(None, "fastText .bin of target-language words (e.g. cc.en.300.bin, "
+                                               "downloaded by hand); null: trained on the target corpus")
+    vectors: VectorSettings = setting(VectorSettings(epochs=20, min_count=5, minn=5, maxn=5),
+                                      "fastText training of word vectors trained in the sweep (WECHSEL's own "
+                                      "helper: 20 epochs, n-grams of 5)")
+
+
 class TransferConfig(TransferSettings):
-    mode: Literal["keep", "frequency", "random-map", "scratch", "build"] = setting(doc="one of MODES")
+    mode: Literal["keep", "frequency", "random-map", "scratch", "build", "overlap", "fvt", "random-normal",
+                  "focus", "wechsel"] = setting(doc="one of MODES")
     output_dir: str = setting(doc="the model folder written")
     source: str | None = setting(None, "hub id or folder of a BERT MLM checkpoint with its tokenizer (every mode "
                                        "but build)")
@@ -96,7 +125,13 @@ class TransferConfig(TransferSettings):
     source_counts: str | None = setting(None, ".npy of source token counts per source id on a source corpus "
                                               "(rank: counts)")
     architecture: Architecture | None = setting(None, "build mode: the shape of the new model")
-    seed: int = setting(0, "random-map order, scratch/build init and grown rows")
+    seed: int = setting(0, "random-map order, scratch/build init, grown rows, random-normal rows")
+    focus: FocusSettings = setting(FocusSettings(), "focus mode's settings")
+    focus_vectors: str | None = setting(None, "focus mode: fastText .bin of the target tokens")
+    wechsel: WechselSettings = setting(WechselSettings(), "wechsel mode's settings")
+    wechsel_dictionary: str | None = setting(None, "wechsel mode: bilingual dictionary, source word<TAB>target word")
+    wechsel_source_vectors: str | None = setting(None, "wechsel mode: fastText .bin of source-language words")
+    wechsel_target_vectors: str | None = setting(None, "wechsel mode: fastText .bin of target-language words")
 
     @model_validator(mode="after")
     def _inputs(self):
@@ -315,6 +350,23 @@ def _load_source(cfg: TransferConfig, log: Callable[[str], None]):
     return model, head
 
 
+def _check_casing(cfg: TransferConfig, src_tok, new_tok) -> None:
+    """The paper's English vocabulary follows the source's casing (uncased only for AraBERT). A mismatch is a
+    config slip: the source rows would be reused for tokens of the other casing."""
+    if lowercases(new_tok) != lowercases(src_tok):
+        if lowercases(src_tok):
+            raise StageError(
+                f"source {cfg.source} lowercases its input but the English tokenizer {cfg.target_tokenizer} is "
+                "cased. If the source is an uncased model, set this source's `lowercase: true` in the sweep "
+                "config. If it is a cased model, its tokenizer files lack `do_lower_case: false` and transformers "
+                "lowercases by default (a known trap of some hub checkpoints): save a fixed copy with "
+                "AutoTokenizer.from_pretrained(<id>, do_lower_case=False).save_pretrained(<folder>), next to the "
+                "model's files, and give that folder as the source")
+        raise StageError(f"source {cfg.source} is cased but the English tokenizer {cfg.target_tokenizer} "
+                         "lowercases; set this source's `lowercase: false` in the sweep config so the English "
+                         "vocabulary is trained with the source's casing")
+
+
 def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> TransferResult:
     from transformers import AutoConfig, AutoModelForMaskedLM
     quiet_transformers()
@@ -367,23 +419,20 @@ def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> Transfe
         report.update(kept=len(row_map), dropped=n_src_rows - len(row_map))
         ranked, counts = np.arange(len(row_map)), None
     else:
-        if not cfg.target_tokenizer or not cfg.target_counts:
-            raise StageError(f"{cfg.mode} mode needs target_tokenizer and target_counts (English token counts)")
+        if not cfg.target_tokenizer:
+            raise StageError(f"{cfg.mode} mode needs target_tokenizer (the English tokenizer folder)")
         new_tok = load_tokenizer(cfg.target_tokenizer)
-        if lowercases(new_tok) != lowercases(src_tok):
-            # The paper's English vocabulary follows the source's casing (uncased only for AraBERT). A mismatch
-            # is a config slip: the source rows would be reused for tokens of the other casing.
-            if lowercases(src_tok):
-                raise StageError(
-                    f"source {cfg.source} lowercases its input but the English tokenizer {cfg.target_tokenizer} is "
-                    "cased. If the source is an uncased model, set this source's `lowercase: true` in the sweep "
-                    "config. If it is a cased model, its tokenizer files lack `do_lower_case: false` and transformers "
-                    "lowercases by default (a known trap of some hub checkpoints): save a fixed copy with "
-                    "AutoTokenizer.from_pretrained(<id>, do_lower_case=False).save_pretrained(<folder>), next to the "
-                    "model's files, and give that folder as the source")
-            raise StageError(f"source {cfg.source} is cased but the English tokenizer {cfg.target_tokenizer} "
-                             "lowercases; set this source's `lowercase: false` in the sweep config so the English "
-                             "vocabulary is trained with the source's casing")
+        _check_casing(cfg, src_tok, new_tok)
+    init = None
+    if cfg.mode in INITS:
+        init = INITS[cfg.mode](InitInputs(src_tok, new_tok, emb, bias, _role_ids(src_tok), _role_ids(new_tok),
+                                          cfg.seed, cfg, log))
+        new_tok.save_pretrained(str(out))
+        row_map, ranked, counts = init.source_row, np.arange(len(new_tok)), None
+        report.update(init_details=init.details)
+    elif cfg.mode != "keep":
+        if not cfg.target_counts:
+            raise StageError(f"{cfg.mode} mode needs target_counts (English token counts)")
         counts = np.load(cfg.target_counts)
         src_counts = np.load(cfg.source_counts) if cfg.source_counts else None
         shuffle = cfg.seed if cfg.mode == "random-map" else None
@@ -408,18 +457,23 @@ def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> Transfe
                                     "take characters; rank: counts aligns words by frequency instead."))
             log(f"[transfer] warning: {report['warning']}")
 
-    idx = torch.as_tensor(row_map).clamp(min=0)
-    new = torch.as_tensor(row_map == NEW_ROW)
     model.resize_token_embeddings(len(row_map), mean_resizing=False)
     with torch.no_grad():
-        weights = emb[idx]
-        if new.any():  # BERT's own init for rows that have no source counterpart
-            gen = torch.Generator().manual_seed(cfg.seed)
-            std = getattr(model.config, "initializer_range", 0.02)
-            weights[new] = torch.randn(int(new.sum()), emb.shape[1], generator=gen) * std
+        if init is not None:
+            weights, new_bias, how = init.weights, init.bias, init.how
+        else:   # a row map: every target row is one source row, or a new one
+            idx = torch.as_tensor(row_map).clamp(min=0)
+            new = torch.as_tensor(row_map == NEW_ROW)
+            weights = emb[idx]
+            if new.any():  # BERT's own init for rows that have no source counterpart
+                gen = torch.Generator().manual_seed(cfg.seed)
+                std = getattr(model.config, "initializer_range", 0.02)
+                weights[new] = torch.randn(int(new.sum()), emb.shape[1], generator=gen) * std
+            new_bias = torch.where(new, torch.zeros(()), bias[idx]) if bias is not None else None
+            how = np.where(row_map == NEW_ROW, RANDOM, COPIED).astype(np.int8)
         model.get_input_embeddings().weight.copy_(weights)
-        if bias is not None:
-            model.get_output_embeddings().bias.copy_(torch.where(new, torch.zeros(()), bias[idx]))
+        if bias is not None and new_bias is not None:
+            model.get_output_embeddings().bias.copy_(new_bias)
     model.config.vocab_size = len(row_map)
     model.config.pad_token_id = new_tok.pad_token_id
     model.tie_weights()
@@ -433,15 +487,22 @@ def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> Transfe
     # apart, so a count of 5 on a BERT vocabulary no longer reads as "5 words kept their rows".
     identity = sum(1 for i, (t, r) in enumerate(zip(new_tokens, row_map))
                    if i not in new_special and r >= 0 and int(r) not in src_special and src_tokens[int(r)] == t)
+    if init is None:
+        how[sorted(new_special)] = SPECIAL
+
+    def source_of(tid: int):
+        return src_tokens[int(row_map[tid])] if row_map[tid] >= 0 else None   # random-normal: no source row
+
     report.update(
         source_rows=n_src_rows, target_vocab_size=len(row_map), identity_count=int(identity),
-        special_identity_count=sum(1 for r in ROLES
-                                   if src_tokens[int(row_map[new_roles[r]])] == new_tokens[new_roles[r]]),
+        special_identity_count=sum(1 for r in ROLES if source_of(new_roles[r]) == new_tokens[new_roles[r]]),
         special_tokens={r: {"target_id": new_roles[r], "target": new_tokens[new_roles[r]],
-                            "source_row": int(row_map[new_roles[r]]), "source": src_tokens[int(row_map[new_roles[r]])]}
+                            "source_row": int(row_map[new_roles[r]]), "source": source_of(new_roles[r])}
                         for r in ROLES},
-        same_kind=kind_report(ranked, row_map, new_tokens, src_tokens),
-        bands=_rank_bands(ranked, row_map, new_tokens, src_tokens, counts))
+        diagnostics=diagnostics(weights, how, row_map, emb, new_tokens, src_tokens, new_special))
+    if init is None:   # rank alignment: only a row map has one
+        report.update(same_kind=kind_report(ranked, row_map, new_tokens, src_tokens),
+                      bands=_rank_bands(ranked, row_map, new_tokens, src_tokens, counts))
     write_json(out / "mapping_report.json", report)
     return TransferResult(str(out), cfg.mode, len(row_map), n_src_rows, int(identity),
                           str(out / "mapping_report.json"), time.time() - t0)
