@@ -29,7 +29,7 @@ from stages.pretrain import PretrainSettings
 from stages.probe import ProbeSettings
 from stages.source_tasks import is_source_task
 from stages.tokenizer import TokenizerSettings
-from stages.transfer import Architecture, TransferSettings
+from stages.transfer import Architecture, FocusSettings, TransferSettings, WechselSettings
 from stages.wic import WicSettings
 from stages.winogender import WinogenderSettings
 from synthetic import SyntheticConfig
@@ -62,6 +62,10 @@ class Source(TransferSettings):
     source_corpus: str | None = setting(None, "rank: counts: the source-language corpus whose token counts rank "
                                               "the source rows (a built source defaults to its build corpus)")
     source_tasks: list[str] = setting([], "forgetting: e.g. [scandisent-sv, stsb-sv] (paper 4.7)")
+    wechsel_dictionary: str | None = setting(None, "vocab mode wechsel: bilingual dictionary, one 'source word<TAB>"
+                                                   "English word' per line (WECHSEL's format)")
+    wechsel_vectors: str | None = setting(None, "vocab mode wechsel: fastText .bin of source-language words (e.g. "
+                                                "cc.sv.300.bin); null: trained on source_corpus (or the build corpus)")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -78,8 +82,9 @@ class Target(TokenizerSettings):
 class Experiments(StageConfig):
     """Which rows of Table 2 to build."""
     transfer_from: list[str] = setting([], "sources moved to English")
-    vocab_modes: list[Literal["keep", "frequency", "random-map"]] = setting(["keep", "frequency"],
-                                                                            "how each is moved")
+    vocab_modes: list[Literal["keep", "frequency", "random-map", "overlap", "fvt", "random-normal", "focus",
+                              "wechsel"]] = setting(["keep", "frequency"], "how each is moved (stages/transfer.py, "
+                                                                           "stages/inits.py)")
     direct: list[str] = setting([], "sources fine-tuned directly ([lang], BERT-base)")
     scratch: bool = setting(True, "[en][en]: an English model from scratch")
     scratch_like: str | None = setting(None, "source whose architecture [en][en] copies (default: the first "
@@ -146,6 +151,12 @@ ForgettingSettings = with_defaults(
     learning_rate=4e-5, batch_size=128, epochs=2.0)
 
 
+class InitsSection(StageConfig):
+    """Settings of the initialisations that need more than the source model (vocab modes focus, wechsel)."""
+    focus: FocusSettings = setting(FocusSettings(), "FOCUS (deepfocus): overlap matching, target-token fastText")
+    wechsel: WechselSettings = setting(WechselSettings(), "WECHSEL: the mix, English word vectors")
+
+
 class ForgettingSection(ForgettingSettings):
     """Source-language forgetting (paper 4.7 and Appendix D).
 
@@ -155,6 +166,7 @@ class ForgettingSection(ForgettingSettings):
     data: dict[str, str] = setting({}, "task -> local file/folder, or hub:<dataset id>")
     english_tasks: list[str] = setting(["scandisent-en"], "English counterparts every group is also tuned on")
     seeds: list[int] = setting([1, 2, 3, 4, 5], "one fine-tune per seed", min_length=1)
+    models: list[str] | None = setting(None, "model keys (null: every [lang] and [lang->en] model)")
     _seeds = field_validator("seeds")(classmethod(lambda cls, v: _distinct_seeds(v)))
 
 
@@ -190,6 +202,7 @@ class Sweep(StageConfig):
                                          "where xlt runs); node hashes hold input paths relative to it")
     synthetic: SyntheticConfig | None = setting(None, "generate the synthetic world first (the demo)")
     pretrain: PretrainSettings = setting(PretrainSettings(), "continued pretraining (and [en][en])")
+    inits: InitsSection = setting(InitsSection(), "settings of the focus and wechsel vocab modes")
     finetune: FinetuneSection = setting(FinetuneSection(), "GLUE fine-tuning")
     # The evaluation suite; each section left out (null) is not run.
     probe: ProbeSection | None = setting(None, "structural probe")
@@ -328,6 +341,19 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"sources.{name}.source_corpus is only read with rank: counts (rank is {src.rank}); "
                               "remove it or set rank: counts")
     e = s.experiments
+    if "wechsel" in e.vocab_modes:
+        for name in e.transfer_from:
+            src = s.sources.get(name)
+            if src is None:
+                continue
+            if not src.wechsel_dictionary:
+                raise ConfigError(f"sources.{name}.wechsel_dictionary: vocab mode wechsel aligns the two languages "
+                                  "with a bilingual dictionary; give a text file with one 'source word<TAB>English "
+                                  "word' per line (WECHSEL's dicts/ have this format, source column first)")
+            if not src.wechsel_vectors and not (src.source_corpus or src.build):
+                raise ConfigError(f"sources.{name}.wechsel_vectors: vocab mode wechsel needs source-language word "
+                                  f"vectors: a fastText .bin (e.g. cc.<lang>.300.bin), or sources.{name}.source_corpus "
+                                  "to train them on")
     for key, names in (("transfer_from", e.transfer_from), ("direct", e.direct)):
         for n in names:
             if n not in s.sources:
@@ -368,8 +394,14 @@ def resolve_paths(s: Sweep, base: Path) -> Sweep:
     else:
         up["artifact_location"] = _abs(s.artifact_location, base)
     up["corpora"] = {k: c.model_copy(update={"files": [_abs(f, base) for f in c.files]}) for k, c in s.corpora.items()}
-    up["sources"] = {k: src.model_copy(update={"model": _abs(src.model, base)}) if src.model and
-                     _looks_local(src.model, base) else src for k, src in s.sources.items()}
+    up["sources"] = {k: src.model_copy(update={"model": _abs(src.model, base) if src.model and
+                                               _looks_local(src.model, base) else src.model,
+                                               "wechsel_dictionary": _abs(src.wechsel_dictionary, base),
+                                               "wechsel_vectors": _abs(src.wechsel_vectors, base)})
+                     for k, src in s.sources.items()}
+    w = s.inits.wechsel
+    up["inits"] = s.inits.model_copy(update={"wechsel": w.model_copy(update={"target_vectors":
+                                                                              _abs(w.target_vectors, base)})})
     up["finetune"] = s.finetune.model_copy(update={"data_dir": _abs(s.finetune.data_dir, base)})
     if s.synthetic is not None:
         up["synthetic"] = s.synthetic.model_copy(update={"out_dir": _abs(s.synthetic.out_dir, base)})
@@ -428,6 +460,16 @@ def check_local_data(s: Sweep) -> None:
                 need(f"forgetting.data.{task}", v, "any")
     if s.winogender is not None:
         need("winogender.data_file", s.winogender.data_file)
+    if "wechsel" in s.experiments.vocab_modes:
+        from stages.common import StageError
+        from stages.inits import check_wechsel_files
+
+        for name in s.experiments.transfer_from:
+            src = s.sources[name]
+            try:
+                check_wechsel_files(src.wechsel_dictionary, src.wechsel_vectors, s.inits.wechsel.target_vectors)
+            except StageError as e:
+                problems.append(f"sources.{name} (wechsel): {e}")
     if problems:
         shown = "\n  ".join(problems[:12]) + (f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else "")
         raise ConfigError(f"{len(problems)} local input(s) missing, nothing was run:\n  {shown}\nFix the paths in "

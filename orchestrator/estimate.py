@@ -43,6 +43,7 @@ COUNT_TOKENS_PER_S = 600_000.0
 # 32K (benchmarks/tokenizer_learner.py), and English Wikipedia has 10-20M types; tokenizers: an assumption.
 LEARNER_S = {"exact": 750.0, "tokenizers": 300.0}
 LEARNER_SCALE_TOKENS = 1e9
+FASTTEXT_TOKENS_PER_S = 200_000.0   # fastText CBOW, dim 100, one thread (vectors nodes: focus, wechsel); assumed
 GPU_OVERHEAD_S, CPU_OVERHEAD_S = 20.0, 3.0   # per trial: process, CUDA context, model and data loading
 
 # Sizes of data the sweep reads from the hub or that is not on this machine.
@@ -671,6 +672,12 @@ class Work:
         tokens = self.corpus_tokens(cfg["corpus"])
         cpus = float(node.resources.get("cpu") or 1)
         return tokens / (self.r.tokenize_per_cpu * cpus), f"{_fmt_tokens(tokens)} tokens on {_n(cpus, 'CPU')}"
+
+    def _vectors(self, node):
+        cfg = node.params["config"]
+        tokens = self.corpus_tokens(cfg["corpus"])
+        seconds = tokens / self.r.tokenize_per_cpu + tokens * cfg["epochs"] / FASTTEXT_TOKENS_PER_S
+        return seconds, f"fastText on {_fmt_tokens(tokens)} {cfg['unit']} x {cfg['epochs']} epochs, one thread"
 
     def _tokenizer(self, node):
         cfg = node.params["config"]

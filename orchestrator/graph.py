@@ -25,6 +25,7 @@ from stages.pretrain import PretrainConfig
 from stages.probe import ProbeConfig
 from stages.tokenizer import TokenizerConfig
 from stages.transfer import TransferConfig, TransferSettings
+from stages.vectors import VectorsConfig
 from stages.wic import WicConfig
 from stages.winogender import WinogenderConfig
 
@@ -119,8 +120,22 @@ def _dump(v):
     return v.model_dump() if isinstance(v, StageConfig) else v
 
 
+# TransferConfig fields read by one mode only: left out of every other mode's identity, so settings of focus or
+# wechsel never make a frequency node stale (nor did adding them make finished nodes of older sweeps stale).
+_MODE_FIELDS = {"focus": ("focus", "focus_vectors"),
+                "wechsel": ("wechsel", "wechsel_dictionary", "wechsel_source_vectors", "wechsel_target_vectors")}
+
+
 def _identity(v):
-    return result_fields(v) if isinstance(v, StageConfig) else v
+    if not isinstance(v, StageConfig):
+        return v
+    out = result_fields(v)
+    if isinstance(v, TransferConfig):
+        for mode, names in _MODE_FIELDS.items():
+            if v.mode != mode:
+                for name in names:
+                    out.pop(name, None)
+    return out
 
 
 def _local_inputs(value, out_root: Path) -> list[str]:
@@ -239,6 +254,39 @@ class _ModelBuilder:
     def counts(self, tokenize_node: str) -> str:
         return str(self.g.node_dir(tokenize_node) / "token_counts.npy")
 
+    def vectors(self, corpus: str, unit: str, settings, tokenizer_node: str | None = None,
+                lowercase: bool = False) -> str:
+        """The fastText vectors node of (corpus, unit): target tokens for focus (tokenized by `tokenizer_node`),
+        words for wechsel. One per corpus and unit, shared by every node that reads it."""
+        label = tokenizer_node.split("/", 1)[1] if tokenizer_node else f"words-{_casing(lowercase)}"
+        node_id = f"vectors/{corpus}/{label}"
+        cfg = VectorsConfig(**settings.model_dump(), corpus=self.s.corpora[corpus], unit=unit, lowercase=lowercase,
+                            tokenizer=self.tok_dir(tokenizer_node) if tokenizer_node else None,
+                            output_dir=str(self.g.node_dir(node_id)))
+        return self.g.emit(node_id, "vectors", (tokenizer_node,) if tokenizer_node else (), cfg).id
+
+    def vectors_file(self, node_id: str) -> str:
+        return str(self.g.node_dir(node_id) / "vectors.bin")
+
+    def _init_inputs(self, name: str, mode: str, tok: str) -> tuple[tuple[str, ...], dict]:
+        """The vectors nodes and TransferConfig fields of the focus and wechsel modes."""
+        s, src = self.s, self.s.sources[name]
+        if mode == "focus":
+            vec = self.vectors(s.target.corpus, "tokens", s.inits.focus.vectors, tok)
+            return (vec,), {"focus": s.inits.focus, "focus_vectors": self.vectors_file(vec)}
+        if mode != "wechsel":
+            return (), {}
+        w, parents = s.inits.wechsel, ()
+        src_vec, tgt_vec = src.wechsel_vectors, w.target_vectors
+        if src_vec is None:
+            node = self.vectors(src.source_corpus or src.build.corpus, "words", w.vectors, lowercase=src.lowercase)
+            parents, src_vec = parents + (node,), self.vectors_file(node)
+        if tgt_vec is None:
+            node = self.vectors(s.target.corpus, "words", w.vectors, lowercase=src.lowercase)
+            parents, tgt_vec = parents + (node,), self.vectors_file(node)
+        return parents, {"wechsel": w, "wechsel_dictionary": src.wechsel_dictionary,
+                         "wechsel_source_vectors": src_vec, "wechsel_target_vectors": tgt_vec}
+
     def pretrain(self, key: str, parents: tuple[str, ...], transfer: TransferConfig, corpus: str, settings,
                  row) -> str:
         node_id = f"pretrain/{key}"
@@ -269,23 +317,28 @@ class _ModelBuilder:
         path, build_node = self.source(name)
         built = (build_node,) if build_node else ()
         for mode in s.experiments.vocab_modes:
-            parents, tok_dir, target_counts, source_counts = built, None, None, None
+            parents, tok_dir, target_counts, source_counts, extra = built, None, None, None, {}
             if mode != "keep":   # keep mode's tokenizer is the source's, cut inside the trial: it tokenizes there
                 tok = self.english_tokenizer(src.lowercase)
                 english = self.tokenized_by(s.target.corpus, tok)
                 parents += (tok, english)
-                tok_dir, target_counts = self.tok_dir(tok), self.counts(english)
+                tok_dir = self.tok_dir(tok)
+            if mode in ("frequency", "random-map"):   # the row maps rank by token counts
+                target_counts = self.counts(english)
                 if src.rank == "counts":   # rank the source rows by their counts on a source corpus
                     counted = self._source_counts(name, path, build_node)
                     parents += (counted,)
                     source_counts = self.counts(counted)
+            if mode in ("focus", "wechsel"):
+                needs, extra = self._init_inputs(name, mode, tok)
+                parents += needs
             key = f"{name}-to-en-{mode}"
             vocab = self.label(name) if mode == "keep" else ("en" if mode == "frequency" else f"en ({mode})")
             row = (f"{self.label(name)}→en", vocab)
             # Every TransferSettings field of the source flows through: a new one needs no edit here.
             transfer = TransferConfig(**src.model_dump(include=set(TransferSettings.model_fields)), mode=mode,
                                       source=path, target_tokenizer=tok_dir, target_counts=target_counts,
-                                      source_counts=source_counts, output_dir="-")
+                                      source_counts=source_counts, output_dir="-", **extra)
             node = self.pretrain(key, parents, transfer, s.target.corpus, s.pretrain, row)
             self.add(Model(key, row, str(self.g.node_dir(node) / "model"), node, name))
 
@@ -416,9 +469,10 @@ def _forgetting(g: Graph, models: dict[str, Model]) -> None:
     s, f = g.sweep, g.sweep.forgetting
     if f is None:
         return
-    settings = f.model_dump(exclude={"data", "english_tasks", "seeds"})
+    settings = f.model_dump(exclude={"data", "english_tasks", "seeds", "models"})
+    chosen = {m.key for m in _chosen(models, f.models, "forgetting")}
     for name in _forgetting_sources(s):
-        group = [m for m in models.values() if m.source == name]   # [lang] and every [lang->en] model
+        group = [m for m in models.values() if m.source == name and m.key in chosen]   # [lang], [lang->en] models
         own = list(s.sources[name].source_tasks)
         for m in group:
             for task in own + [t for t in f.english_tasks if t not in own]:

@@ -294,6 +294,37 @@ def winogender_table(graph: Graph) -> list[list]:
     return table
 
 
+def init_table(graph: Graph) -> list[list]:
+    """Per pretrained model: what its initialisation did to the embedding rows (mapping_report.json's
+    diagnostics) and how far continued pretraining moved the embeddings and the body from it (movement.json)."""
+    table = [["Lang", "Vocab", "init", "copied", "composed", "random", "special", "identity %", "cos nearest",
+              "cos top-10", "moved emb.", "moved body"]]
+    for node in graph.nodes.values():
+        if node.kind != "pretrain":
+            continue
+        d = graph.node_dir(node.id)
+        report = d / "init" / "mapping_report.json"
+        moved = d / "movement.json"
+        if not report.is_file() and not moved.is_file():
+            continue
+        diag = (read_json(report).get("diagnostics") or {}) if report.is_file() else {}
+        mv = read_json(moved) if moved.is_file() else {}
+        rows = diag.get("rows", {})
+        fresh = [k for k in ("composed", "random") if f"{k}_nearest_cosine" in diag]
+        weight = {k: rows.get(k, 0) for k in fresh}
+        total = sum(weight.values())
+
+        def pooled(stat):   # mean over every row not copied, composed and random together
+            return sum(diag[f"{k}_{stat}"] * weight[k] for k in fresh) / total if total else None
+
+        rate = diag.get("identity_rate")
+        table.append([*(node.row or ("?", "?")), node.params["transfer"]["mode"],
+                      *(rows.get(k) for k in ("copied", "composed", "random", "special")),
+                      None if rate is None else 100 * rate, pooled("nearest_cosine"), pooled("top10_cosine"),
+                      mv.get("embeddings"), mv.get("body")])
+    return table
+
+
 def figure2_data(graph: Graph) -> list[list]:
     """Rows (source, task, max gain over [en][en]): the larger gain of [lang->en][en] and [lang->en][lang]."""
     mean_rows, _ = tables(graph)
@@ -453,6 +484,14 @@ def write_report(graph: Graph) -> tuple[str, Path]:
         _write_csv(folder / "figure2_max_gain.csv", f2)
         if _bar_figure(folder / "figure2_max_gain.png", f2, 0, 1, (), 2, "max gain over [en][en]", "points (x100)"):
             text += "\nFigure 2: figure2_max_gain.png (numbers: figure2_max_gain.csv)\n"
+    inits = init_table(graph)
+    if len(inits) > 1:
+        _write_csv(folder / "inits.csv", inits)
+        text += ("\nInitialisations: rows of the embedding matrix copied from one source row, composed from several, "
+                 "random or special (by role); identity % = ordinary tokens whose row is the source row of the same "
+                 "string; cosine of the rows not copied to their nearest source row and mean to the 10 nearest; "
+                 "moved = ||W - W_init|| / ||W_init|| after continued pretraining (embeddings; the whole body)\n\n"
+                 + markdown(inits))
     text += _degenerate_section(degenerate_runs(graph))
     (folder / "report.md").write_text(text)
     return text, folder

@@ -37,6 +37,7 @@ from stages import pretrain as pretrain_stage
 from stages import probe as probe_stage
 from stages import tokenizer as tokenizer_stage
 from stages import transfer as transfer_stage
+from stages import vectors as vectors_stage
 from stages import wic as wic_stage
 from stages import winogender as winogender_stage
 from stages.common import Number, StageConfig, StageError, read_json, setting, write_json
@@ -436,6 +437,14 @@ def _tokenize(t: Trial) -> dict:
     return {"cache": res.cache, "counts": res.counts, "meta": res.meta}
 
 
+def _vectors(t: Trial) -> dict:
+    """fastText vectors an init reads (focus: target tokens; wechsel: words of each language), trained once on one
+    thread and shared by every pretraining node that needs them."""
+    res = vectors_stage.train_vectors(t.config(), log=t.log)
+    t.on_log(0, {"words": res.words, "tokens": res.tokens})
+    return {"result": dataclasses.asdict(res)}
+
+
 def _pretrain(t: Trial) -> dict:
     """The model pretraining starts from (`transfer`: a vocabulary surgery, a scratch or a built model), written
     once into `init/`, then continued MLM pretraining."""
@@ -449,6 +458,11 @@ def _pretrain(t: Trial) -> dict:
     report = read_json(init / "mapping_report.json")
     t.artifact(init / "mapping_report.json", "transfer")
     t.tags({"xlt.identity_count": report.get("identity_count", "-")})
+    diag = report.get("diagnostics") or {}
+    metrics = {f"init/{k}": v for k, v in diag.get("rows", {}).items()}
+    metrics.update({f"init/{k}": v for k, v in diag.items() if isinstance(v, (int, float))})
+    if metrics:   # the init's diagnostics beside the training curves (stages/inits.py `diagnostics`)
+        t.on_log(0, metrics)
     cfg = t.config()
     res = pretrain_stage.pretrain(cfg, on_log=t.on_log, log=t.log)
     moved = _movement(init, Path(res.model_dir))
@@ -588,6 +602,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "tokenizer": Kind(tokenizer_stage.TokenizerConfig, _tokenizer, Resources(cpu=1, gpu=0), 0, upstream=True),
     "tokenize": Kind(corpus_stage.TokenizeConfig, _tokenize, Resources(cpu=1, gpu=0), 1, upstream=True),
+    "vectors": Kind(vectors_stage.VectorsConfig, _vectors, Resources(cpu=1, gpu=0), 1, upstream=True),
     "pretrain": Kind(pretrain_stage.PretrainConfig, _pretrain, Resources(cpu=4, gpu=1), 2, upstream=True),
     "features": Kind(features_stage.FeaturesConfig, _features, Resources(cpu=2, gpu=0.25), 3),
     "finetune": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 4),

@@ -75,4 +75,5 @@ class SyntheticResult:
     scandisent: dict[str, str]  # {"S": ".../scandisent/S.csv", "en": ".../scandisent/en.csv"} (text,label CSV)
     stsb_dir: str               # STS-B in S: folder with train.tsv, dev.tsv (GLUE STS-B layout)
     axg: str                    # AX-g in E: .../superglue/AX-g/AX-g.jsonl (Winogender-style, a pipeline check)
+    dictionary: str             # S<TAB>E word pairs (WECHSEL's bilingual dictionary format)
     stats: dict                 # sizes, label balance, baselines, generation time

@@ -301,6 +301,22 @@ class Lexicon:
     def _s_adv(rng):
         return (_s_stem(rng, final_consonant=False) + MANNER_S_SUFFIX,)
 
+    def dictionary(self) -> list[tuple[str, str]]:
+        """(S word, E word) pairs, every inflected form of every lexeme and the function words that have a
+        counterpart: the bilingual dictionary WECHSEL aligns its embedding spaces with, source language first."""
+        pairs = []
+        for e, s in ((self.noun_e, self.noun_s), (self.tverb_e, self.tverb_s), (self.iverb_e, self.iverb_s),
+                     (self.adj_e, self.adj_s), (self.adv_e, self.adv_s)):
+            for fe, fs in zip(e, s):
+                pairs += list(zip(fs, fe))
+        for key in DET_E:
+            pairs += list(zip(DET_S[key], DET_E[key]))
+        pairs += list(zip(PREP_S, PREP_E)) + list(zip(DEG_S, DEG_E)) + [(NEG_S[k], NEG_E[k]) for k in NEG_E]
+        for key in (k for k in FUNC_E if k in FUNC_S):   # dict order, not a set's: the file is the same every run
+            fe, fs = FUNC_E[key], FUNC_S[key]
+            pairs += list(zip(fs, fe)) if isinstance(fe, tuple) else [(fs, fe)]
+        return list(dict.fromkeys(pairs))
+
     def rows(self) -> list[list[str]]:
         """The bilingual dictionary: category, frequency rank, class (animate / sentiment), E forms, S forms."""
         pos, neg = set(self.adj_pos), set(self.adj_neg)

@@ -21,6 +21,9 @@ from synthetic.realisation import _surface_forms, detok
 
 
 # --- corpora --------------------------------------------------------------------------------------
+DICTIONARY = "dictionary_S_E.txt"
+
+
 def _write_corpus(path: Path, lex: Lexicon, cfg: SyntheticConfig, lang: str, target_tokens: int) -> dict:
     """Lines of 1-3 sentences until `target_tokens` words; returns counts for the stats."""
     rng = random.Random(f"{cfg.seed}:corpus_{lang}")
@@ -101,12 +104,14 @@ def _result(cfg: SyntheticConfig, stats: dict) -> SyntheticResult:
         scandisent={stem: str(out / "scandisent" / f"{stem}.csv") for stem in SCANDISENT_LANGS.values()},
         stsb_dir=str(out / "stsb_S"),
         axg=str(out / "superglue" / "AX-g" / "AX-g.jsonl"),
+        dictionary=str(out / DICTIONARY),
         stats=stats,
     )
 
 
 def _outputs_exist(res: SyntheticResult) -> bool:
-    paths = list(res.corpora.values()) + list(res.conllu.values()) + list(res.scandisent.values()) + [res.axg]
+    paths = list(res.corpora.values()) + list(res.conllu.values()) + list(res.scandisent.values()) + [res.axg,
+                                                                                                     res.dictionary]
     for t in res.tasks:
         paths += [os.path.join(res.glue_dir, GLUE_FOLDERS[t], f"{s}.tsv") for s in ("train", "dev")]
     paths += [os.path.join(res.stsb_dir, f"{s}.tsv") for s in ("train", "dev")]
@@ -200,14 +205,16 @@ def generate(cfg: SyntheticConfig) -> SyntheticResult:
     timing["extras"] = round(time.perf_counter() - t, 2)
     write_text(out / "lexicon.tsv", "category\trank\tclass\tE\tS\n" + "".join("\t".join(r) + "\n" for r in lex.rows()),
                keep_if_same=True)
-    stats["lexicon"] = {"lexemes": len(lex.rows()), "file": "lexicon.tsv",
+    # WECHSEL's dictionary format: source word <TAB> target word, one pair per line
+    write_text(out / DICTIONARY, "".join(f"{s}\t{e}\n" for s, e in lex.dictionary()), keep_if_same=True)
+    stats["lexicon"] = {"lexemes": len(lex.rows()), "file": "lexicon.tsv", "dictionary_pairs": len(lex.dictionary()),
                         "function_words_E": len(_function_words_e()), "function_words_S": len(_function_words_s())}
     timing["total"] = round(time.perf_counter() - t0, 2)
     stats["seconds"] = timing
     res = _result(cfg, stats)
     outputs = {"corpora": res.corpora, "glue_dir": res.glue_dir, "tasks": res.tasks, "conllu": res.conllu,
                "lexicon": str(out / "lexicon.tsv"), "wic_dir": res.wic_dir, "scandisent": res.scandisent,
-               "stsb_dir": res.stsb_dir, "axg": res.axg}
+               "stsb_dir": res.stsb_dir, "axg": res.axg, "dictionary": res.dictionary}
     write_json(manifest_path, {"version": MANIFEST_VERSION, "config": cfg.model_dump(), "outputs": outputs,
                                "stats": stats})
     return res

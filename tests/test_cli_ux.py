@@ -106,7 +106,7 @@ def test_progress_view_lines(tmp_path):
         "StageError: boom")
 
     counts = view.counts()
-    assert list(counts) == sorted(counts, key=lambda k: ["tokenizer", "tokenize", "pretrain", "features",
+    assert list(counts) == sorted(counts, key=lambda k: ["tokenizer", "tokenize", "vectors", "pretrain", "features",
                                                          "finetune"].index(k))   # KINDS order
     assert (counts["tokenizer"].done, counts["tokenizer"].failed, counts["tokenizer"].pending) == (1, 1, 0)
     assert sum(k.failed for k in counts.values()) == 1 + len(blocked)
@@ -136,12 +136,12 @@ def test_status_and_report_use_the_overrides_of_the_last_run(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert out.splitlines()[0] == (f"reading {tmp_path}/runs/last (overrides of the last `xlt run`: "
                                    f"{' '.join(ran)}); pass overrides to read another sweep")
-    assert "pending   15" in _finetune_line(out)         # 5 models x 3 tasks x the one seed of that run
+    assert "pending   27" in _finetune_line(out)         # 9 models x 3 tasks x the one seed of that run
 
     assert main(["status", cfg, f"output_dir={tmp_path}/other", *CORE]) == 0   # explicit overrides win
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"reading {tmp_path}/other (overrides: output_dir={tmp_path}/other {' '.join(CORE)})"
-    assert "pending   30" in _finetune_line(out)
+    assert "pending   54" in _finetune_line(out)
 
     monkeypatch.chdir(tmp_path)
     assert main(["status", cfg, "--no-last-run"]) == 0

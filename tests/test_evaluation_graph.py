@@ -69,7 +69,7 @@ def test_changing_a_probe_setting_reruns_probes_but_not_features(tmp_path):
 
 def test_sections_left_out_add_no_nodes(tmp_path):
     g = demo(tmp_path, "probe=null", "wic=null", "forgetting=null", "winogender=null")
-    assert set(g.by_kind()) == {"tokenizer", "tokenize", "pretrain", "finetune"}
+    assert set(g.by_kind()) == {"tokenizer", "tokenize", "vectors", "pretrain", "finetune"}
     assert all(n.params["config"]["save_model"] is False for n in g.by_kind()["finetune"])
 
 

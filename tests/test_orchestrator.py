@@ -25,13 +25,20 @@ def write_cfg(tmp_path: Path, mutate) -> Path:
 
 # The demo without its evaluation suite (tests/test_evaluation_graph.py covers those nodes).
 CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null"]
+PAPER_MODES = CORE + ["experiments.vocab_modes=[frequency,random-map,keep]"]   # the demo without its extra inits
+
+
+def n_focus_parents(g) -> set:
+    return set(g.nodes["pretrain/S-to-en-focus"].parents)
 
 
 def test_demo_graph_shape_and_dependencies(tmp_path):
     g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
     kinds = g.by_kind()
-    assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "tokenize": 2, "pretrain": 5,
-                                                     "finetune": 5 * 3 * 2}
+    assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "tokenize": 2, "vectors": 1, "pretrain": 9,
+                                                     "finetune": 9 * 3 * 2}
+    assert n_focus_parents(g) == {"pretrain/S", "tokenizer/en-1000-cased", "tokenize/E/en-1000-cased",
+                                  "vectors/E/en-1000-cased"}
     n = g.nodes
     # every pretraining node that reads a corpus through a tokenizer known before it starts waits for a CPU
     # node to write that token cache (one per corpus and tokenizer, shared)
@@ -104,7 +111,8 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r["finetune"].update(tasks=["cola", "sts"]), "unknown task 'sts'"),
     (lambda r: r["finetune"].update(tasks=["wnli"]), "WNLI is excluded"),
     (lambda r: r["experiments"].update(vocab_modes=["frequency", "alphabetical"]),
-     "experiments.vocab_modes.1: Input should be 'keep', 'frequency' or 'random-map', got 'alphabetical'"),
+     "experiments.vocab_modes.1: Input should be 'keep', 'frequency', 'random-map', 'overlap', 'fvt', "
+     "'random-normal', 'focus' or 'wechsel', got 'alphabetical'"),
     (lambda r: r["experiments"].update(direct=["SV"]), "experiments.direct: unknown source 'SV'"),
     (lambda r: r["target"].update(corpus="wiki"), "target.corpus: unknown corpus 'wiki'"),
     (lambda r: r["target"].update(limit_alphabet=0), "target.limit_alphabet: Input should be greater than or equal to 1"),
@@ -117,7 +125,7 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
     (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune: gpu 1.5: use a fraction"),
     (lambda r: r["resources"].update(gpus={"cpu": 1}), "unknown key resources.gpus; valid keys here: features, "
-     "finetune, forget, pretrain, probe, tokenize, tokenizer, wic, winogender"),
+     "finetune, forget, pretrain, probe, tokenize, tokenizer, vectors, wic, winogender"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(model_type="gpt2"),
      "sources.S.build.architecture.model_type: Input should be 'bert' or 'roformer', got 'gpt2'"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(hidden=3),
@@ -159,7 +167,7 @@ def _drain(gate: Gate) -> list[str]:
 
 
 def test_gate_releases_children_only_after_parents(tmp_path):
-    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    g = build_graph(load_sweep(DEFAULT_CONFIG, PAPER_MODES, base_dir=tmp_path))
     gate = Gate(g, done=set())
     first = _drain(gate)
     assert sorted(first) == ["tokenizer/S-1000-cased", "tokenizer/en-1000-cased"]
@@ -180,7 +188,7 @@ def test_gate_releases_children_only_after_parents(tmp_path):
 
 
 def test_gate_fails_descendants_and_skips_done(tmp_path):
-    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    g = build_graph(load_sweep(DEFAULT_CONFIG, PAPER_MODES, base_dir=tmp_path))
     done = {"tokenizer/S-1000-cased", "tokenizer/en-1000-cased", "tokenize/S/S-1000-cased", "tokenize/E/en-1000-cased",
             "pretrain/en-scratch"}
     gate = Gate(g, done=done)

@@ -25,7 +25,8 @@ from stages.common import write_json
 
 DATA = "data/synthetic"            # the demo's data paths, made absolute against tmp_path
 OLD_MTIME = 1_600_000_000          # every file starts with this mtime: an edit now is always a later second
-MODELS = ["S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep", "en-scratch", "S"]
+MODELS = ["S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep", "en-scratch", "S"]   # the full suite
+GLUE_MODELS = MODELS + ["S-to-en-fvt", "S-to-en-overlap", "S-to-en-focus", "S-to-en-random-normal"]
 
 # Every local input of the demo sweep, as a small file in its dataset's layout (contents are not read here).
 FILES = {
@@ -133,7 +134,7 @@ def test_the_demo_config_on_tmp_data_names_every_file_written(tmp_path):
     sweep = load_sweep(cfg, base_dir=tmp_path)
     check_local_data(sweep)
     g = build_graph(sweep)
-    assert len(g.nodes) == 103
+    assert len(g.nodes) == 132
     # nothing touched: a rebuild gives the same hashes
     assert _changed(g, _graph(cfg)) == set()
 
@@ -143,13 +144,14 @@ def test_editing_rte_dev_reruns_the_rte_fine_tunes_and_their_winogender_nodes_on
     before = _graph(cfg)
     _same_size_edit(tmp_path / DATA / "glue/RTE/dev.tsv")
     after = _graph(cfg)
-    by_hand = ({f"finetune/{m}/rte/seed{s}" for m in MODELS for s in (1, 2)}
+    by_hand = ({f"finetune/{m}/rte/seed{s}" for m in GLUE_MODELS for s in (1, 2)}
                | {f"winogender/{m}/seed{s}" for m in MODELS for s in (1, 2)})
     assert _expected(before, "glue/RTE/dev.tsv") == by_hand     # the rule, spelled out for this file
     assert _changed(before, after) == by_hand
     # everything else keeps its hash, kind by kind (pretraining, transfers, tokenizers, other tasks, probes, WiC)
     kinds = {after.nodes[n].kind for n in set(after.nodes) - by_hand}
-    assert kinds == {"tokenizer", "tokenize", "pretrain", "finetune", "features", "probe", "wic", "forget"}
+    assert kinds == {"tokenizer", "tokenize", "vectors", "pretrain", "finetune", "features", "probe", "wic",
+                     "forget"}
 
 
 @pytest.mark.parametrize("rel", [
@@ -285,6 +287,6 @@ def test_after_an_edit_the_next_run_reruns_exactly_those_nodes(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)          # the CLI resolves the config's relative paths against the cwd
     assert main(["status", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert status_line("pretrain", done=5) in out and status_line("probe", done=15) in out
-    assert status_line("finetune", done=20, stale=10) in out
+    assert status_line("pretrain", done=9) in out and status_line("probe", done=15) in out
+    assert status_line("finetune", done=36, stale=18) in out
     assert status_line("winogender", stale=10) in out

@@ -67,7 +67,7 @@ def test_same_config_gives_byte_identical_files(world, tmp_path):
     assert {"corpus_E.txt", "corpus_S.txt", "glue/CoLA/train.tsv", "glue/RTE/dev.tsv",
             "conllu/test.conllu", "wic/train/train.data.txt", "wic/train/train.gold.txt", "wic/dev/dev.data.txt",
             "wic/dev/dev.gold.txt", "scandisent/S.csv", "scandisent/en.csv", "stsb_S/train.tsv", "stsb_S/dev.tsv",
-            "superglue/AX-g/AX-g.jsonl"} <= set(a)
+            "superglue/AX-g/AX-g.jsonl", "dictionary_S_E.txt"} <= set(a)
 
 
 def test_other_seed_gives_other_files(world, tmp_path):
@@ -173,6 +173,22 @@ def test_lexicons_of_e_and_s_are_disjoint(world):
     e, s = _types(world.corpora["E"]), _types(world.corpora["S"])
     assert len(e) > 300 and len(s) > 300
     assert e & s <= {",", "."}
+
+
+def test_dictionary_pairs_words_of_the_two_corpora(world):
+    """WECHSEL's format, source first: every frequent S word has its E translation, and the pairs are the
+    lexicon's own (a noun's plural pairs with its plural)."""
+    from synthetic.lexicon import Lexicon
+
+    lines = open(world.dictionary, encoding="utf-8").read().splitlines()
+    pairs = [tuple(line.split("\t")) for line in lines]
+    assert all(len(p) == 2 and all(p) for p in pairs) and len(set(pairs)) == len(pairs)
+    e, s = _types(world.corpora["E"]), _types(world.corpora["S"])
+    assert sum(a in s for a, _ in pairs) / len(pairs) > 0.5 and sum(b in e for _, b in pairs) / len(pairs) > 0.5
+    assert ("ta", "the") in pairs and ("tak", "the") in pairs and ("ne", "not") in pairs
+    lex = Lexicon(SyntheticConfig(out_dir="-", **SMALL))
+    (sg_s, pl_s), (sg_e, pl_e) = lex.noun_s[0], lex.noun_e[0]
+    assert (sg_s, sg_e) in pairs and (pl_s, pl_e) in pairs
 
 
 def test_corpus_sizes_follow_the_config(world):
