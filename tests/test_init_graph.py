@@ -72,11 +72,13 @@ def test_wechsel_without_a_dictionary_is_refused_before_anything_runs(tmp_path):
     bad = tmp_path / "dict.txt"
     bad.write_text("hund\tdog\nkatt\n")
     s = load_sweep(DEMO, [f"output_dir={tmp_path}", "experiments.vocab_modes=[frequency,random-map,keep,wechsel]",
-                          f"sources.S.wechsel_dictionary={bad}", "synthetic=null",
+                          f"sources.S.wechsel_dictionary={bad}", "synthetic=null", "finetune.data_dir=null",
+                          "probe=null", "wic=null", "forgetting=null", "winogender=null",
                           f"corpora.E.files=[{bad}]", f"corpora.S.files=[{bad}]"], base_dir=REPO_ROOT)
     with pytest.raises(ConfigError) as e:
         check_local_data(s)
-    assert "dict.txt:2: expected 'source word<TAB>target word'" in str(e.value)
+    assert str(e.value).startswith("1 local input(s) missing") and \
+        "dict.txt:2: expected 'source word<TAB>target word'" in str(e.value)
 
 
 def test_forgetting_models_choose_the_group(tmp_path):

@@ -117,7 +117,7 @@ def _vectors(tmp_path, name, corpus, unit, tokenizer=None):
 
     return train_vectors(VectorsConfig(corpus=CorpusConfig(files=[str(tmp_path / corpus)]), unit=unit,
                                        tokenizer=tokenizer, output_dir=str(tmp_path / name), dim=16, epochs=3,
-                                       min_count=1, bucket=20_000), log=lambda m: None).path
+                                       min_count=1), log=lambda m: None).path
 
 
 def test_focus_through_deepfocus_copies_overlap_and_mixes_it(tmp_path):
