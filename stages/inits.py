@@ -124,27 +124,36 @@ def _normaliser(tok) -> Callable[[str], str]:
     return (lambda s: s) if norm is None else norm.normalize_str
 
 
+def _overlap_candidates(inp: InitInputs) -> dict[int, int]:
+    """Target id -> the source id of the same string (normalised by the source, word-start marking kept): the
+    overlap that overlap copies, FVT's one-piece tokens are checked against, and FOCUS's copies are read back
+    from."""
+    lookup, norm, fam = _source_lookup(inp), _normaliser(inp.src_tok), family(inp.tgt_tok)
+    out = {}
+    for tid, token in enumerate(inp.tgt_tok.convert_ids_to_tokens(list(range(len(inp.tgt_tok))))):
+        text, start = canonical(token, fam)
+        src = lookup.get((norm(text), start))
+        if src is not None:
+            out[tid] = src
+    return out
+
+
 # --- the methods -------------------------------------------------------------------------------------------
 
 def init_overlap(inp: InitInputs) -> Init:
     """A target token whose text, after the source tokenizer's normaliser and with its word-start / "##"
     marking, is a source token copies that row (and its bias); the others are random-normal. The baseline
     every published method builds on (FOCUS and WECHSEL copy it too)."""
-    n_tgt, d = len(inp.tgt_tok), inp.emb.shape[1]
-    lookup, norm, fam = _source_lookup(inp), _normaliser(inp.src_tok), family(inp.tgt_tok)
+    n_tgt = len(inp.tgt_tok)
     weights = random_normal_rows(inp.emb, n_tgt, inp.seed)
     bias = torch.zeros(n_tgt, dtype=inp.emb.dtype) if inp.bias is not None else None
     how, source_row = np.full(n_tgt, RANDOM, dtype=np.int8), np.full(n_tgt, -1, dtype=np.int64)
-    for tid, token in enumerate(inp.tgt_tok.convert_ids_to_tokens(list(range(n_tgt)))):
-        text, start = canonical(token, fam)
-        src = lookup.get((norm(text), start))
-        if src is not None:
-            weights[tid] = inp.emb[src]
-            if bias is not None:
-                bias[tid] = inp.bias[src]
-            how[tid], source_row[tid] = COPIED, src
+    for tid, src in _overlap_candidates(inp).items():
+        weights[tid] = inp.emb[src]
+        if bias is not None:
+            bias[tid] = inp.bias[src]
+        how[tid], source_row[tid] = COPIED, src
     _by_role(inp, weights, bias, how, source_row)
-    assert weights.shape == (n_tgt, d)
     return Init(weights, bias, how, source_row)
 
 
@@ -194,8 +203,7 @@ def init_fvt(inp: InitInputs) -> Init:
     weights = random_normal_rows(inp.emb, n_tgt, inp.seed)
     bias = torch.zeros(n_tgt, dtype=inp.emb.dtype) if inp.bias is not None else None
     how, source_row = np.full(n_tgt, RANDOM, dtype=np.int8), np.full(n_tgt, -1, dtype=np.int64)
-    lookup, norm, fam = _source_lookup(inp), _normaliser(inp.src_tok), family(inp.tgt_tok)
-    tokens = inp.tgt_tok.convert_ids_to_tokens(list(range(n_tgt)))
+    same_string = _overlap_candidates(inp)
     for tid, ids in enumerate(pieces):
         if not ids:
             continue
@@ -203,8 +211,7 @@ def init_fvt(inp: InitInputs) -> Init:
         weights[tid] = inp.emb[idx].mean(0)
         if bias is not None:
             bias[tid] = inp.bias[idx].mean()
-        text, start = canonical(tokens[tid], fam)
-        if len(ids) == 1 and lookup.get((norm(text), start)) == ids[0]:
+        if len(ids) == 1 and same_string.get(tid) == ids[0]:
             how[tid], source_row[tid] = COPIED, ids[0]
         else:
             how[tid] = COMPOSED
@@ -235,17 +242,6 @@ def _copied_rows(inp: InitInputs, weights: torch.Tensor, how: np.ndarray, source
     for tid, src in candidates.items():
         if torch.equal(weights[tid], inp.emb[src].to(weights.dtype)):
             how[tid], source_row[tid] = COPIED, src
-
-
-def _overlap_candidates(inp: InitInputs) -> dict[int, int]:
-    lookup, norm, fam = _source_lookup(inp), _normaliser(inp.src_tok), family(inp.tgt_tok)
-    out = {}
-    for tid, token in enumerate(inp.tgt_tok.convert_ids_to_tokens(list(range(len(inp.tgt_tok))))):
-        text, start = canonical(token, fam)
-        src = lookup.get((norm(text), start))
-        if src is not None:
-            out[tid] = src
-    return out
 
 
 def init_focus(inp: InitInputs) -> Init:
@@ -314,14 +310,17 @@ def read_dictionary(path: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def check_wechsel_files(dictionary: str | None, source_vectors: str | None, target_vectors: str | None) -> None:
-    """What wechsel reads, checked before any trial starts: the dictionary's format and the vector files."""
-    read_dictionary(dictionary or "")
+def check_wechsel_files(dictionary: str | None, source_vectors: str | None,
+                        target_vectors: str | None) -> list[tuple[str, str]]:
+    """What wechsel reads, checked before any trial starts: the dictionary's format (its pairs are returned) and
+    the vector files."""
+    pairs = read_dictionary(dictionary or "")
     for side, path in (("source", source_vectors), ("target", target_vectors)):
         if path is not None and not Path(path).is_file():
             raise StageError(f"wechsel: {side}-language fastText vectors {path!r} are not a file. Give a fastText "
                              f"binary model (.bin, e.g. cc.<lang>.300.bin from fasttext.cc, downloaded by hand: the "
                              f"library's own download needs a network), or leave it out to train one in the sweep")
+    return pairs
 
 
 def init_wechsel(inp: InitInputs) -> Init:
@@ -338,8 +337,7 @@ def init_wechsel(inp: InitInputs) -> Init:
     from wechsel import WECHSEL
 
     o = inp.options
-    pairs = read_dictionary(o.wechsel_dictionary or "")
-    check_wechsel_files(o.wechsel_dictionary, o.wechsel_source_vectors, o.wechsel_target_vectors)
+    pairs = check_wechsel_files(o.wechsel_dictionary, o.wechsel_source_vectors, o.wechsel_target_vectors)
     tgt_vocab = inp.tgt_tok.get_vocab()
     known = sum(1 for _, w in pairs if w in tgt_vocab or w.lower() in tgt_vocab)
     if known == 0:
