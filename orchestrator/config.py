@@ -155,6 +155,9 @@ class InitsSection(StageConfig):
     """Settings of the initialisations that need more than the source model (vocab modes focus, wechsel)."""
     focus: FocusSettings = setting(FocusSettings(), "FOCUS (deepfocus): overlap matching, target-token fastText")
     wechsel: WechselSettings = setting(WechselSettings(), "WECHSEL: the mix, English word vectors")
+    vectors_corpus: str | None = setting(None, "corpus (under `corpora`) the English fastText vectors of focus and "
+                                               "wechsel are trained on; null: target.corpus. fastText trains on one "
+                                               "thread (about 200K tokens/s): name a slice of a Wikipedia-sized corpus")
 
 
 class ForgettingSection(ForgettingSettings):
@@ -195,6 +198,10 @@ class Sweep(StageConfig):
                                             "this machine, else start Ray locally")
     max_concurrent_trials: int = setting(8, "trials running at once (within the cluster's resources)", ge=1)
     max_failures: int = setting(1, "retries of a crashed trial (it resumes from its checkpoint)", ge=0)
+    cpu_kernels: Literal["native", "avx2", "default"] = setting(
+        "native", "CPU trials' float kernels (stages.common.CPU_KERNELS): native: the CPU's best; avx2: the AVX2 "
+                  "path on every x86 machine, so a seeded CPU run prints the same numbers on AVX2 and AVX-512 "
+                  "machines; default: no vector instructions (slow). Not part of any node's identity")
     log_model_artifacts: bool = setting(False, "upload model folders to MLflow (big); otherwise log their path")
     keep_checkpoints: bool = setting(False, "keep a node's resumable checkpoints once its model/ and DONE exist "
                                             "(default: deleted then; at paper scale they total hundreds of GB)")
@@ -327,6 +334,9 @@ def validate(s: Sweep) -> None:
     """The checks that span sections: every name refers to something defined."""
     if s.target.corpus not in s.corpora:
         raise ConfigError(f"target.corpus: unknown corpus {s.target.corpus!r}; defined: {', '.join(s.corpora)}")
+    if s.inits.vectors_corpus and s.inits.vectors_corpus not in s.corpora:
+        raise ConfigError(f"inits.vectors_corpus: unknown corpus {s.inits.vectors_corpus!r}; defined: "
+                          f"{', '.join(s.corpora)}")
     for name, src in s.sources.items():
         if src.build and src.build.corpus not in s.corpora:
             raise ConfigError(f"sources.{name}.build.corpus: unknown corpus {src.build.corpus!r}")
@@ -337,9 +347,10 @@ def validate(s: Sweep) -> None:
             raise ConfigError(f"sources.{name}.rank: counts ranks the source rows by their token counts on a "
                               f"source-language corpus: set sources.{name}.source_corpus to one (e.g. the source "
                               f"language's Wikipedia under `corpora`), or set sources.{name}.rank: vocab-order")
-        if src.source_corpus and src.rank != "counts":
-            raise ConfigError(f"sources.{name}.source_corpus is only read with rank: counts (rank is {src.rank}); "
-                              "remove it or set rank: counts")
+        if src.source_corpus and src.rank != "counts" and not (moved and "wechsel" in s.experiments.vocab_modes
+                                                                and not src.wechsel_vectors):
+            raise ConfigError(f"sources.{name}.source_corpus is only read with rank: counts (rank is {src.rank}) "
+                              "or to train wechsel's source vectors; remove it or set rank: counts")
     e = s.experiments
     if "wechsel" in e.vocab_modes:
         for name in e.transfer_from:
@@ -349,7 +360,8 @@ def validate(s: Sweep) -> None:
             if not src.wechsel_dictionary:
                 raise ConfigError(f"sources.{name}.wechsel_dictionary: vocab mode wechsel aligns the two languages "
                                   "with a bilingual dictionary; give a text file with one 'source word<TAB>English "
-                                  "word' per line (WECHSEL's dicts/ have this format, source column first)")
+                                  "word' per line (WECHSEL's own dicts/data/<language>.txt put the English word "
+                                  "first: swap their columns)")
             if not src.wechsel_vectors and not (src.source_corpus or src.build):
                 raise ConfigError(f"sources.{name}.wechsel_vectors: vocab mode wechsel needs source-language word "
                                   f"vectors: a fastText .bin (e.g. cc.<lang>.300.bin), or sources.{name}.source_corpus "

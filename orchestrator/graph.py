@@ -272,7 +272,7 @@ class _ModelBuilder:
         """The vectors nodes and TransferConfig fields of the focus and wechsel modes."""
         s, src = self.s, self.s.sources[name]
         if mode == "focus":
-            vec = self.vectors(s.target.corpus, "tokens", s.inits.focus.vectors, tok)
+            vec = self.vectors(s.inits.vectors_corpus or s.target.corpus, "tokens", s.inits.focus.vectors, tok)
             return (vec,), {"focus": s.inits.focus, "focus_vectors": self.vectors_file(vec)}
         if mode != "wechsel":
             return (), {}
@@ -282,7 +282,7 @@ class _ModelBuilder:
             node = self.vectors(src.source_corpus or src.build.corpus, "words", w.vectors, lowercase=src.lowercase)
             parents, src_vec = parents + (node,), self.vectors_file(node)
         if tgt_vec is None:
-            node = self.vectors(s.target.corpus, "words", w.vectors, lowercase=src.lowercase)
+            node = self.vectors(s.inits.vectors_corpus or s.target.corpus, "words", w.vectors, lowercase=src.lowercase)
             parents, tgt_vec = parents + (node,), self.vectors_file(node)
         return parents, {"wechsel": w, "wechsel_dictionary": src.wechsel_dictionary,
                          "wechsel_source_vectors": src_vec, "wechsel_target_vectors": tgt_vec}

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator import stats
 from orchestrator.graph import Graph
 from orchestrator.runner import read_done
 from stages.common import read_json
@@ -42,9 +43,10 @@ TASK_NAMES = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "q
 
 
 LEGEND = ("Cells: – not finished; n/d undefined (the metric of every finished seed is undefined, e.g. a "
-          "correlation of constant predictions); x† (k/n) mean (or std) over the k of n finished seeds whose metric "
-          "is defined, the others left out (listed under 'Degenerate runs'). CSV files hold the plain numbers: "
-          "empty = not finished, nan = undefined.")
+          "correlation of constant predictions, or the run is degenerate); x† (k/n) mean (or std) over the k of n "
+          "finished seeds whose metric is defined, the others left out: undefined metrics and degenerate runs (a "
+          "fine-tune that predicts one class on dev, or whose training loss diverged), listed under 'Degenerate "
+          "runs'. CSV files hold the plain numbers: empty = not finished, nan = undefined.")
 
 
 class Partial(float):
@@ -102,21 +104,35 @@ def _columns(tasks: list[str]) -> list[tuple[str, str, str]]:
     return cols
 
 
+def run_flags(done: dict) -> list[str]:
+    """A finished fine-tune's degenerate-run flags (stages.finetune.run_flags: one_class, diverged)."""
+    result = done.get("result") if isinstance(done.get("result"), dict) else {}
+    return list(result.get("flags") or [])
+
+
+def _score(done: dict, key: str) -> float:
+    """A run's metric x100 for the tables: NaN (left out of means, counted) when undefined or the run is flagged."""
+    return math.nan if run_flags(done) else _x100(done["metrics"][key])
+
+
 def collect(graph: Graph) -> dict:
-    """{model: {"row": (lang, vocab), "scores": {column: [x100 per seed]}, "seeds": n}} and the columns."""
+    """{model: {"row": (lang, vocab), "scores": {column: [x100 per seed]}, "by_seed": {column: {seed: x100}}}}
+    and the columns. A flagged run (one class, diverged) counts as undefined in every column."""
     tasks = graph.sweep.finetune.tasks
     cols = _columns(tasks)
     models: dict[str, dict] = {}
     for node in graph.nodes.values():
         if node.kind != "finetune":
             continue
-        entry = models.setdefault(node.model, {"row": node.row, "scores": {c[0]: [] for c in cols}})
+        entry = models.setdefault(node.model, {"row": node.row, "scores": {c[0]: [] for c in cols},
+                                               "by_seed": {c[0]: {} for c in cols}})
         done = read_done(graph, node.id)
         if not done:
             continue
         for name, task, key in cols:
             if task == node.params["config"]["task"] and key in done["metrics"]:
-                entry["scores"][name].append(_x100(done["metrics"][key]))
+                entry["scores"][name].append(_score(done, key))
+                entry["by_seed"][name][node.params["config"]["seed"]] = entry["scores"][name][-1]
     return {"columns": [c[0] for c in cols], "models": models}
 
 
@@ -181,13 +197,14 @@ def _model_rows(graph: Graph, kinds: tuple[str, ...]) -> dict[str, tuple]:
 
 
 def _results(graph: Graph, kind: str) -> list[tuple]:
-    """(node, metrics) of every finished node of `kind`."""
+    """(node, metrics) of every finished node of `kind`; a degenerate run's metrics are all undefined (NaN)."""
     out = []
     for n in graph.nodes.values():
         if n.kind == kind:
             done = read_done(graph, n.id)
             if done and done.get("metrics"):
-                out.append((n, done["metrics"]))
+                flagged = bool(run_flags(done))
+                out.append((n, {k: math.nan if flagged else v for k, v in done["metrics"].items()}))
     return out
 
 
@@ -427,6 +444,7 @@ def degenerate_runs(graph: Graph) -> list[tuple[str, list[str]]]:
         metrics = done.get("metrics") or {}
         names = [k for k, v in metrics.items() if not _defined(v)]
         names += [k for k in _flagged(graph, n.id, done) if k not in names]
+        names += [f"run: {f}" for f in run_flags(done)]
         if names:
             out.append((n.id, names))
     return out
@@ -439,6 +457,223 @@ def _degenerate_section(runs: list[tuple[str, list[str]]]) -> str:
     return (f"\nDegenerate runs: {len(runs)} run(s) degenerate (an undefined or flagged metric, e.g. a correlation "
             "of constant predictions; an undefined metric is left out of every mean, see the legend at the top)"
             "\n\n" + lines)
+
+
+# --- seed statistics (orchestrator/stats.py) -----------------------------------------------------------
+
+def glue_by_seed(graph: Graph) -> tuple[list[str], dict[str, dict]]:
+    """GLUE columns + AVG, and {model: {"row", "cols": {column: {seed: x100}}}}; a seed's AVG is the mean of
+    its columns, defined only when every column of that seed is (so AVG pairs like the task columns)."""
+    data = collect(graph)
+    cols = data["columns"]
+    out = {}
+    for key, entry in data["models"].items():
+        by = {c: dict(entry["by_seed"][c]) for c in cols}
+        seeds = set.intersection(*(set(by[c]) for c in cols)) if cols else set()
+        by["AVG"] = {sd: float(np.mean([by[c][sd] for c in cols])) for sd in sorted(seeds)
+                     if all(_defined(by[c][sd]) for c in cols)}
+        out[key] = {"row": entry["row"], "cols": by}
+    return [*cols, "AVG"], out
+
+
+def _seed_values(graph: Graph, kind: str, metric_of) -> dict[str, dict]:
+    """{model: {"row", "cols": {column: {seed: x100}}}} for the finished nodes of `kind`; `metric_of(node)`
+    gives (column, metric key) or None."""
+    out: dict[str, dict] = {}
+    for n, m in _results(graph, kind):
+        which = metric_of(n)
+        if which is None or which[1] not in m:
+            continue
+        entry = out.setdefault(n.model, {"row": n.row, "cols": {}})
+        entry["cols"].setdefault(which[0], {})[n.params["config"]["seed"]] = _x100(m[which[1]])
+    return out
+
+
+def _forget_metric(n) -> tuple[str, str]:
+    task = n.params["config"]["task"]
+    return (task, "pearson") if task.startswith("stsb-") else (task, "accuracy")
+
+
+def interval_table(graph: Graph, cols: list[str], models: dict[str, dict]) -> list[list]:
+    """Every cell's mean and 95% seed-bootstrap interval, and its seed count (defined seeds / finished)."""
+    seed = graph.sweep.seed
+    table = [["Lang", "Vocab", *[f"{c} {part}" for c in cols for part in ("mean", "lo", "hi", "n")]]]
+    for key, entry in models.items():
+        cells = []
+        for c in cols:
+            vals = [v for v in entry["cols"].get(c, {}).values() if _defined(v)]
+            ci = stats.mean_interval(vals, seed, f"{key}/{c}")
+            cells += [float(np.mean(vals)) if vals else None, *(ci or (None, None)),
+                      f"{len(vals)}/{len(entry['cols'].get(c, {}))}"]
+        table.append([*entry["row"], *cells])
+    return table
+
+
+def _interval_markdown(table: list[list], cols: list[str]) -> str:
+    rows = [["Lang", "Vocab", *cols]]
+    for r in table[1:]:
+        cells = []
+        for i in range(len(cols)):
+            mean, lo, hi, n = r[2 + 4 * i: 6 + 4 * i]
+            cells.append("–" if mean is None else
+                         f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{mean:.2f} (n {n})")
+        rows.append([*r[:2], *cells])
+    return markdown(rows)
+
+
+# The questions the study asks of each source language, fixed before any result is read, as (a, b, question,
+# family). A family is one research question; Holm's correction runs within it, over every source: whether
+# transfer helps (the paper's finding 1, against [en][en] and against the source model itself), how the
+# vocabulary is moved (the paper's new vocabulary against keeping the source's, frequency rank against our
+# random-map control), and every other init against frequency rank (issue 10's question). Correcting the
+# paper's claim together with seven exploratory init comparisons would only hide it.
+def study_pairs(graph: Graph) -> list[tuple[str, str, str, str]]:
+    """(a, b, question, family) model-key pairs of the study that this sweep has both models of."""
+    exp = graph.sweep.experiments
+    keys = {n.model for n in graph.nodes.values() if n.model}
+    pairs = []
+    for src in exp.transfer_from:
+        freq, keep, rmap = (f"{src}-to-en-{m}" for m in ("frequency", "keep", "random-map"))
+        pairs += [(freq, "en-scratch", "transfer beats scratch", "transfer"),
+                  (keep, "en-scratch", "transfer beats scratch", "transfer"),
+                  (freq, src, "transfer beats the source model", "transfer"),
+                  (freq, keep, "a new vocabulary beats keeping the source's", "vocabulary"),
+                  (freq, rmap, "frequency rank beats a random map", "vocabulary")]
+        for mode in exp.vocab_modes:
+            if mode not in ("frequency", "keep", "random-map"):
+                pairs.append((f"{src}-to-en-{mode}", freq, f"{mode} vs frequency rank", "inits"))
+    return [p for p in pairs if p[0] in keys and p[1] in keys]
+
+
+def comparisons(graph: Graph) -> list[dict]:
+    """Every paired comparison of the report, Holm-corrected within its family."""
+    seed = graph.sweep.seed
+    cols, glue = glue_by_seed(graph)
+    label = {k: " ".join(f"[{x}]" for x in v["row"]) for k, v in glue.items()}
+    out = []
+    for a, b, question, family in study_pairs(graph):
+        for c in cols:
+            if a in glue and b in glue:
+                out.append({"family": f"GLUE AVG: {family}" if c == "AVG" else "GLUE per task", "question": question,
+                            "a": a, "b": b, "column": c,
+                            "result": stats.paired(glue[a]["cols"][c], glue[b]["cols"][c], seed, f"{a}|{b}|{c}")})
+    wic = _seed_values(graph, "wic", lambda n: ("WiC", "accuracy"))
+    forget = _seed_values(graph, "forget", _forget_metric)
+    for d in (wic, forget):
+        label.update({k: " ".join(f"[{x}]" for x in v["row"]) for k, v in d.items()})
+    for src in graph.sweep.experiments.transfer_from:
+        for mode in ("frequency", "keep"):
+            moved = f"{src}-to-en-{mode}"
+            if moved in wic and src in wic:
+                out.append({"family": "WiC", "question": "semantics is retained", "a": moved, "b": src,
+                            "column": "WiC", "result": stats.paired(wic[moved]["cols"]["WiC"], wic[src]["cols"]["WiC"],
+                                                                    seed, f"{moved}|{src}|WiC")})
+        for moved in [k for k in forget if k.startswith(f"{src}-to-en-")]:
+            if src not in forget:
+                continue
+            for c in forget[moved]["cols"]:
+                if c in forget[src]["cols"]:
+                    out.append({"family": "forgetting", "question": "the source language is forgotten",
+                                "a": moved, "b": src, "column": c,
+                                "result": stats.paired(forget[moved]["cols"][c], forget[src]["cols"][c], seed,
+                                                       f"{moved}|{src}|{c}")})
+    for family in dict.fromkeys(c["family"] for c in out):
+        # pairs too few for a verdict stay out of the family: they would only raise the others' bar
+        members = [c for c in out if c["family"] == family and c["result"] is not None
+                   and c["result"].n >= stats.MIN_PAIRS]
+        for c, adj in zip(members, stats.holm([c["result"].t_p for c in members])):
+            c["result"].holm_p = adj
+    for c in out:
+        c["label_a"], c["label_b"] = label.get(c["a"], c["a"]), label.get(c["b"], c["b"])
+        c["verdict"] = stats.verdict(c["result"])
+    return out
+
+
+def comparison_table(comps: list[dict]) -> list[list]:
+    table = [["family", "a", "b", "column", "n", "a - b", "lo", "hi", "t-test p", "Holm p", "Wilcoxon p", "verdict"]]
+    for c in comps:
+        r = c["result"]
+        table.append([c["family"], c["label_a"], c["label_b"], c["column"],
+                      *((r.n, r.mean_diff, *(r.interval or (None, None)), r.t_p, r.holm_p, r.wilcoxon_p)
+                        if r else (0, None, None, None, None, None, None)), c["verdict"]])
+    return table
+
+
+def _p(v) -> str:
+    return "–" if v is None else ("n/d" if not _defined(v) else f"{v:.3f}")
+
+
+def _comparison_markdown(table: list[list]) -> str:
+    rows = [["a", "b", "column", "n", "a − b [95% CI]", "t-test p", "Holm p", "Wilcoxon p", "verdict"]]
+    for fam, a, b, col, n, diff, lo, hi, tp, hp, wp, verdict in table[1:]:
+        ci = "–" if diff is None else (f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}]" if lo is not None else f"{diff:+.2f}")
+        rows.append([a, b, col, str(n), ci, _p(tp), _p(hp), _p(wp), verdict])
+    return markdown(rows)
+
+
+def findings(graph: Graph, comps: list[dict]) -> str:
+    """The paper's four findings, and for each source of this sweep whether they hold, fail or cannot be told
+    apart at its number of seeds."""
+    by = {(c["a"], c["b"], c["column"]): c for c in comps}
+    t3 = {tuple(r[:2]): r for r in probing_tables(graph)[0][1:]} if any(
+        n.kind == "probe" for n in graph.nodes.values()) else {}
+    rows_of = {n.model: n.row for n in graph.nodes.values() if n.model}
+    wic = _seed_values(graph, "wic", lambda n: ("WiC", "accuracy"))
+    lines = []
+
+    def said(c, holds: str, fails: str) -> str:
+        r = c["result"]
+        if r is None:
+            return "cannot be told: fewer than 2 seeds with both models"
+        ci = f" [{r.interval[0]:+.2f}, {r.interval[1]:+.2f}]" if r.interval else ""
+        what = f"{r.mean_diff:+.2f}{ci} over {r.n} seeds, Holm p {_p(r.holm_p)}"
+        if c["verdict"] == "higher":
+            return f"{holds} ({what})"
+        if c["verdict"] == "lower":
+            return f"{fails} ({what})"
+        if r.n < stats.MIN_PAIRS:
+            return f"cannot be told: {r.n} seeds, a test needs {stats.MIN_PAIRS} ({r.mean_diff:+.2f}{ci})"
+        return f"cannot be told apart at {r.n} seeds ({what})"
+
+    for src in graph.sweep.experiments.transfer_from:
+        freq = f"{src}-to-en-frequency"
+        name = graph.sweep.sources[src].label or src
+        lines.append(f"\n[{name}]\n")
+        c = by.get((freq, "en-scratch", "AVG"))
+        lines.append(f"1. Transferred models beat the English model from scratch on GLUE (AVG, [{name}→en][en] − "
+                     "[en][en]): " + (said(c, "holds", "does not hold: lower") if c else "not in this sweep") + "\n")
+        moved_row, src_row = rows_of.get(freq), rows_of.get(src)
+        pm, ps = (t3.get(tuple(r)) if r else None for r in (moved_row, src_row))
+        if pm and ps and all(_defined(pm[i]) and _defined(ps[i]) for i in (2, 3)):
+            du, dd = pm[2] - ps[2], pm[3] - ps[3]
+            verdict = "holds in direction" if du > 0 and dd > 0 else "does not hold"
+            lines.append(f"2. Syntax is learned during transfer (structural probe, [{name}→en][en] − [{name}]): "
+                         f"{verdict}: UUAS {du:+.2f}, DSpr {dd:+.2f} (one probe per model and layer: no seed "
+                         "interval)\n")
+        else:
+            lines.append("2. Syntax is learned during transfer: no probe results for both models\n")
+        c = by.get((freq, src, "WiC"))
+        if c and c["result"]:
+            r = c["result"]
+            means = [np.mean([v for v in wic[k]["cols"]["WiC"].values() if _defined(v)]) for k in (freq, src)]
+            chance = "; both models near chance (50), so there is little to retain" if all(
+                abs(m - 50) < 5 for m in means) else ""
+            state = {"higher": "holds (higher after transfer)", "lower": "does not hold: lower after transfer",
+                     "not told apart": "consistent: no difference told apart",
+                     "too few seeds": f"cannot be told: {r.n} seeds, a test needs {stats.MIN_PAIRS}"}[c["verdict"]]
+            lines.append(f"3. Semantics is retained from the source (WiC, [{name}→en][en] − [{name}]): {state} "
+                         f"({r.mean_diff:+.2f} over {r.n} seeds, Holm p {_p(r.holm_p)}){chance}\n")
+        else:
+            lines.append("3. Semantics is retained from the source (WiC): no WiC results for both models\n")
+        own = set(graph.sweep.sources[src].source_tasks)
+        forgot = [c for c in comps if c["family"] == "forgetting" and c["a"] == freq and c["column"] in own]
+        if forgot:
+            parts = [f"{c['column']} " + said(c, "higher after transfer", "lower: forgotten") for c in forgot]
+            lines.append(f"4. The source language is forgotten ([{name}→en][en] − [{name}] on source tasks): "
+                         + "; ".join(parts) + "\n")
+        else:
+            lines.append("4. The source language is forgotten: no source-language results for both models\n")
+    return "".join(lines)
 
 
 def write_report(graph: Graph) -> tuple[str, Path]:
@@ -492,6 +727,77 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                  "string; cosine of the rows not copied to their nearest source row and mean to the 10 nearest; "
                  "moved = ||W - W_init|| / ||W_init|| after continued pretraining (embeddings; the whole body)\n\n"
                  + markdown(inits))
+    text += _statistics_section(graph, folder)
     text += _degenerate_section(degenerate_runs(graph))
     (folder / "report.md").write_text(text)
     return text, folder
+
+
+def seed_rows(cols: list[str], models: dict[str, dict]) -> list[list]:
+    """One row per (model, column, seed): the numbers behind the seed-spread figure."""
+    rows = [["Lang", "Vocab", "column", "seed", "score"]]
+    for entry in models.values():
+        for c in cols:
+            rows += [[*entry["row"], c, seed, v] for seed, v in sorted(entry["cols"].get(c, {}).items())]
+    return rows
+
+
+def _seed_spread_figure(path: Path, cols: list[str], models: dict[str, dict], ci: list[list]) -> bool:
+    """Per column, every model's seed scores as dots, and its mean with the 95% interval as a bar."""
+    if not any(v for e in models.values() for v in e["cols"].values()):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [" ".join(f"[{x}]" for x in e["row"]) for e in models.values()]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 0.35 * len(labels) + 1.6), squeeze=False,
+                             sharey=True)
+    for j, (ax, c) in enumerate(zip(axes[0], cols)):
+        for i, (entry, r) in enumerate(zip(models.values(), ci[1:])):
+            vals = [v for v in entry["cols"].get(c, {}).values() if _defined(v)]
+            ax.plot(vals, [i] * len(vals), "o", color="tab:blue", alpha=0.6, markersize=4)
+            mean, lo, hi = r[2 + 4 * j: 5 + 4 * j]
+            if mean is not None:
+                ax.plot([mean], [i], "|", color="black", markersize=12)
+                if lo is not None:
+                    ax.hlines(i, lo, hi, color="black", linewidth=1)
+        ax.set_title(c)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(labels)), labels, fontsize=7)
+    axes[0][0].invert_yaxis()
+    fig.suptitle("GLUE x100 per fine-tuning seed (dots), mean and 95% seed-bootstrap interval (bar)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _statistics_section(graph: Graph, folder: Path) -> str:
+    cols, glue = glue_by_seed(graph)
+    ci = interval_table(graph, cols, glue)
+    _write_csv(folder / "table2_glue_intervals.csv", ci)
+    _write_csv(folder / "glue_seeds.csv", seed_rows(cols, glue))
+    comps = comparisons(graph)
+    table = comparison_table(comps)
+    _write_csv(folder / "comparisons.csv", table)
+    text = ("\nGLUE x100 with 95% intervals (bootstrap of the mean over fine-tuning seeds, "
+            f"{stats.BOOTSTRAP_SAMPLES:,} resamples, seeded; with n seeds an interval spans at most the n seeds' "
+            "values)\n\n"
+            + _interval_markdown(ci, cols))
+    if _seed_spread_figure(folder / "seed_spread.png", cols, glue, ci):
+        text += "\nSeed spread: seed_spread.png (numbers: glue_seeds.csv, table2_glue_intervals.csv)\n"
+    if len(table) > 1:
+        text += ("\nPaired comparisons by fine-tuning seed (a − b; interval: bootstrap of the mean difference). "
+                 "Verdict: paired t-test (scipy ttest_rel) after Holm's correction within each family at 5%. The "
+                 "GLUE AVG comparisons form three families, one per question asked before the runs (transfer: "
+                 "against [en][en] and the source model; vocabulary: against keeping it and against random-map; "
+                 "inits: each against frequency rank); per-task GLUE, WiC and forgetting are families of their "
+                 "own. Wilcoxon "
+                 "(exact signed-rank) is shown but cannot reach 5% below 6 seeds (smallest p 2/2^n). No verdict "
+                 f"below {stats.MIN_PAIRS} seeds: such pairs are shown and left out of the Holm family.\n")
+        for family in dict.fromkeys(r[0] for r in table[1:]):
+            text += f"\n{family}\n\n" + _comparison_markdown([table[0], *[r for r in table[1:] if r[0] == family]])
+        text += "\nFindings (the paper's four, for this sweep)\n" + findings(graph, comps)
+    return text

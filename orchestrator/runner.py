@@ -247,11 +247,14 @@ class Trial:
 
 def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = None,
              report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print,
-             log_model_artifacts: bool = False, keep_checkpoints: bool = False) -> dict:
+             log_model_artifacts: bool = False, keep_checkpoints: bool = False,
+             cpu_kernels: str = "native") -> dict:
     """Execute `node`, whose folder is `<root>/<node id>`; returns its summary (also written to DONE). Raises
-    on failure after recording it. Needs nothing but the node: its params hold its resolved stage config."""
-    from stages.common import quiet_transformers
+    on failure after recording it. Needs nothing but the node: its params hold its resolved stage config.
+    `cpu_kernels` pins the float kernels of this process (stages.common.CPU_KERNELS) before any torch work."""
+    from stages.common import pin_cpu_kernels, quiet_transformers
 
+    cpu = pin_cpu_kernels(cpu_kernels)   # first: the kernels are fixed by the first torch operation
     quiet_transformers()
     root = Path(root)
     d = root / node.id
@@ -275,7 +278,7 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
     with _free_gpu_memory_after():
-        return _run(node, trial, d, root, tracker, run_id, log, keep_checkpoints, t0)
+        return _run(node, trial, d, root, tracker, run_id, log, keep_checkpoints, t0, cpu)
 
 
 @contextlib.contextmanager
@@ -293,7 +296,7 @@ def _free_gpu_memory_after():
 
 
 def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, keep_checkpoints: bool,
-         t0: float) -> dict:
+         t0: float, cpu: dict) -> dict:
     """The attempt itself: the stage, then DONE (or FAILED, or nothing when it was stopped from outside)."""
     try:
         parents_done = _parents_done(node, root)
@@ -314,7 +317,7 @@ def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, ke
         log(f"[{node.kind}] {node.id}: FAILED: {msg}")
         raise
     summary = {"node": node.id, "kind": node.kind, "started_at": t0, "finished_at": time.time(),
-               "seconds": time.time() - t0, **summary}
+               "seconds": time.time() - t0, **summary, "cpu": cpu}
     if gpu_memory is not None:
         import torch
 

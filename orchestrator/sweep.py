@@ -22,7 +22,7 @@ from orchestrator.gating import Gate
 from orchestrator.graph import Graph, Node
 from orchestrator.progress import ProgressView, key_report, tune_console
 from orchestrator.runner import done_nodes, mark_failed, node_state, run_node
-from stages.common import read_json, write_json
+from stages.common import CPU_KERNELS, read_json, write_json
 
 
 def resolved_sweep_file(sweep) -> Path:
@@ -67,6 +67,7 @@ class GatedSearcher(Searcher):
                 "experiment_id": self.tracker.experiment_id if self.tracker else None,
                 "spec_file": str(spec_file(self.graph, node_id)), "root": self.graph.sweep.output_dir,
                 "log_model_artifacts": self.graph.sweep.log_model_artifacts,
+                "cpu_kernels": self.graph.sweep.cpu_kernels,
                 "keep_checkpoints": self.graph.sweep.keep_checkpoints}
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
@@ -93,7 +94,8 @@ def _trial(config: dict) -> None:
     threads = max(1, int(config["resources"]["cpu"]))
     summary = run_node(node, config["root"], tracker, config["run_id"], report=tune.report, threads=threads,
                        log_model_artifacts=config["log_model_artifacts"],
-                       keep_checkpoints=config.get("keep_checkpoints", False))
+                       keep_checkpoints=config.get("keep_checkpoints", False),
+                       cpu_kernels=config.get("cpu_kernels", "native"))
     final = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
     tune.report({"done": 1, "seconds": summary["seconds"], **final, **key_report(node.kind, summary)})
 
@@ -111,8 +113,10 @@ def run_sweep(graph: Graph, tracker=None, sweep_run_id: str | None = None, log=_
     if gate.finished():
         return gate
     if not ray.is_initialized():
+        # the kernel pin reaches every worker before its first torch operation (run_node checks it took)
+        env = {"TOKENIZERS_PARALLELISM": "false", **CPU_KERNELS[s.cpu_kernels]}
         ray.init(address=s.ray_address, include_dashboard=False, ignore_reinit_error=True,
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+                 runtime_env={"env_vars": env})
     elif s.ray_address:
         log(f"[sweep] Ray was already initialised in this process: ray_address {s.ray_address} is not used")
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import random
 import shutil
 import tempfile
@@ -123,6 +124,52 @@ def configure_threads(num_threads: int | None) -> None:
     if num_threads is None:
         num_threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count() or 1
     torch.set_num_threads(max(1, int(num_threads)))
+
+
+# The kernels a CPU trial's float arithmetic runs through, by name. torch's vectorized ATen kernels, MKL's
+# GEMM and oneDNN each dispatch on the CPU's instruction set, and each path sums in its own order: on this
+# project's AMD EPYC (AVX2), 200 steps of the demo's MLM with ATen's DEFAULT kernels, with MKL in its
+# COMPATIBLE mode or with oneDNN capped at SSE4.1 each end on other weights than the native run (test
+# tests/test_cpu_kernels.py). A machine with AVX-512 takes other paths again, so the same seeded demo prints
+# other tables there. "avx2" caps all three at AVX2, the instruction set of nearly every x86 CPU of the last
+# decade (MKL by its documented Conditional Numerical Reproducibility mode): on an AVX2 machine it is the
+# native path, bit for bit, and an AVX-512 machine takes the same path. It must be set before the process
+# runs its first torch operation, so the sweep sets it in every trial's environment.
+CPU_KERNELS: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+
+
+def pin_cpu_kernels(kernels: str) -> dict[str, str]:
+    """Put this process's CPU kernels on the named path (`CPU_KERNELS`) and say which path it runs.
+
+    Raises when the path cannot be had: the process already ran torch operations on another one, or the
+    CPU lacks the instruction set. Returns what a node records: the setting, ATen's capability, the CPU."""
+    if kernels not in CPU_KERNELS:
+        raise StageError(f"cpu_kernels: unknown value {kernels!r}; use one of {sorted(CPU_KERNELS)}")
+    env = CPU_KERNELS[kernels]
+    for key, value in env.items():
+        os.environ[key] = value
+    capability = torch.backends.cpu.get_cpu_capability()
+    wanted = env.get("ATEN_CPU_CAPABILITY")
+    if wanted and capability != wanted.upper():
+        raise StageError(f"cpu_kernels: {kernels} asks torch for {wanted.upper()} kernels but this process runs "
+                         f"{capability} ones (its CPU lacks the instruction set, or torch ran before the setting "
+                         "was made); set cpu_kernels: native, or start the process with "
+                         + " ".join(f"{k}={v}" for k, v in env.items()))
+    return {"cpu_kernels": kernels, "cpu_capability": capability, "cpu_model": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager

@@ -83,6 +83,7 @@ class FinetuneResult:
     output_dir: str
     dropped_rows: dict[str, dict]   # split -> {"count": n, "first": ["train.tsv line 12", ...]}: skipped rows
     degenerate: list[str]           # metrics undefined for the final model (NaN), e.g. constant STS-B predictions
+    flags: list[str]                # run_flags: "one_class", "diverged"; the report leaves such runs out of means
     test_predictions: list[str]     # leaderboard files written into glue_test/ (predict_test)
 
 
@@ -162,8 +163,26 @@ def _predict(model, loader, accelerator, spec: TaskSpec) -> tuple[np.ndarray, np
     return torch.cat(preds).numpy(), torch.cat(golds).numpy() if golds else None
 
 
-def _evaluate(model, loader, accelerator, spec: TaskSpec) -> dict[str, float]:
-    return compute_metrics(spec.name, *_predict(model, loader, accelerator, spec))
+def _evaluate(model, loader, accelerator, spec: TaskSpec) -> tuple[dict[str, float], bool]:
+    """The split's metrics, and whether every prediction is the same class (a collapsed classifier)."""
+    pred, gold = _predict(model, loader, accelerator, spec)
+    one_class = not spec.is_regression and pred.size > 0 and bool(np.all(pred == pred[0]))
+    return compute_metrics(spec.name, pred, gold), one_class
+
+
+# A run whose training loss ends above this multiple of its first logged window's is taken to have diverged:
+# fine-tuning from a pretrained body lowers the loss or leaves it near chance, never doubles it.
+DIVERGED_LOSS_RATIO = 2.0
+
+
+def run_flags(one_class: bool, losses: list[float]) -> list[str]:
+    """Why a finished run is degenerate beyond an undefined metric (the report leaves it out of means):
+    `one_class` (the final model predicts one class on a dev split), `diverged` (a non-finite training loss,
+    or a last logged window above DIVERGED_LOSS_RATIO x the first)."""
+    flags = ["one_class"] if one_class else []
+    if any(not math.isfinite(x) for x in losses) or (losses and losses[-1] > DIVERGED_LOSS_RATIO * losses[0]):
+        flags.append("diverged")
+    return flags
 
 
 def _split_name(kind: str, key: str) -> str:
@@ -282,6 +301,8 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
     window_steps = 0
     metrics: dict[str, float] = {}
     epoch_metrics: list[dict[str, float]] = []
+    losses: list[float] = []     # every logged window's mean training loss, for run_flags
+    one_class = False
     model.train()
     for epoch in range(num_epochs):
         t0 = time.perf_counter()
@@ -303,7 +324,8 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
             window_loss += loss.detach().float()
             window_steps += 1
             if step % cfg.log_every == 0 or step == total_steps:
-                entry = {"train/loss": float(window_loss) / window_steps, "train/lr": scheduler.get_last_lr()[0],
+                losses.append(float(window_loss) / window_steps)
+                entry = {"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0],
                          "train/padding_fraction": 1 - float(window_tokens) / max(1, window_slots)}
                 if on_log:
                     on_log(step, entry)
@@ -316,9 +338,11 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
             torch.cuda.synchronize()  # queued kernels belong to this epoch's training time, not to evaluation
         train_seconds += time.perf_counter() - t0
 
-        metrics = {}
+        metrics, one_class = {}, False
         for key, loader in dev_loaders.items():
-            for name, value in _evaluate(model, loader, accelerator, spec).items():
+            split_metrics, split_one_class = _evaluate(model, loader, accelerator, spec)
+            one_class |= split_one_class
+            for name, value in split_metrics.items():
                 metrics[f"{key}_{name}" if key else name] = value
         epoch_metrics.append(dict(metrics))
         log(f"[finetune] {spec.name} epoch {epoch + 1}/{num_epochs} step {step}: "
@@ -340,11 +364,16 @@ def finetune(cfg: FinetuneConfig, on_log: Callable[[int, dict[str, float]], None
     if degenerate:
         log(f"[finetune] {spec.name}: {', '.join(degenerate)} undefined (NaN) for the final model: a degenerate "
             "run (e.g. the same STS-B score for every pair)")
+    flags = run_flags(one_class, losses)
+    if flags:
+        log(f"[finetune] {spec.name}: degenerate run ({', '.join(flags)}): the report leaves it out of means")
     result = FinetuneResult(task=spec.name, metrics=metrics, train_examples=len(train_data), steps=step,
                             seconds=time.time() - t_start,
                             train_tokens_per_s=total_tokens / max(train_seconds, 1e-9),
                             padding_fraction=1 - float(tokens) / max(1, slots), output_dir=str(out),
-                            dropped_rows=dropped_rows, degenerate=degenerate, test_predictions=written)
+                            dropped_rows=dropped_rows, degenerate=degenerate, flags=flags,
+                            test_predictions=written)
     if accelerator.is_main_process:
-        write_json(out / "eval_results.json", {**asdict(result), "config": cfg.model_dump(), "epoch_metrics": epoch_metrics})
+        write_json(out / "eval_results.json",
+                   {**asdict(result), "config": cfg.model_dump(), "epoch_metrics": epoch_metrics})
     return result

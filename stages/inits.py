@@ -340,6 +340,14 @@ def init_wechsel(inp: InitInputs) -> Init:
     pairs = check_wechsel_files(o.wechsel_dictionary, o.wechsel_source_vectors, o.wechsel_target_vectors)
     tgt_vocab = inp.tgt_tok.get_vocab()
     known = sum(1 for _, w in pairs if w in tgt_vocab or w.lower() in tgt_vocab)
+    # WECHSEL's published dictionaries (dicts/data/<language>.txt) put the English word first, for English ->
+    # X; moving X -> English needs them the other way round. The column that spells more target tokens is the
+    # target column: a reversed file would align the two spaces on swapped pairs and raise nothing.
+    reversed_known = sum(1 for w, _ in pairs if w in tgt_vocab or w.lower() in tgt_vocab)
+    if reversed_known > known:
+        raise StageError(f"wechsel: {o.wechsel_dictionary} looks reversed: its first column spells {reversed_known} "
+                         f"target-vocabulary tokens, its second {known}; the format is source-language word <TAB> "
+                         "target-language word. Swap the columns: awk -F'\\t' '{print $2 \"\\t\" $1}' in > out")
     if known == 0:
         raise StageError(f"wechsel: none of the {len(pairs)} target words of {o.wechsel_dictionary} is a token of "
                          "the target vocabulary; is the dictionary's direction source<TAB>target, and its target "

@@ -6,13 +6,15 @@
 - unit `words` (WECHSEL): the corpus cut into words by BERT's normalizer and pre-tokenizer (WECHSEL's own helper
   uses NLTK's Punkt, which downloads its model), fastText's subword n-grams on.
 
-One thread: fastText's Hogwild updates make multi-threaded training differ run to run. Even so, fastText 0.9.3
-is not reproducible across calls: the same text and settings, one thread, give different vectors when the text
-file lies at another path (its Python API takes no seed for unsupervised training; the C++ side reads memory
-it did not initialise: one run held values of 8e37 in its input matrix). In a process, the same path gives the
-same vectors. So the vectors are trained once, in a node of their own, and every init that needs them reads
-that node's file: a sweep is reproducible from its vectors, not from scratch. Writes `vectors.bin` (loadable by
-`fasttext.load_model`) and `vectors.json`.
+One thread: fastText's Hogwild updates make multi-threaded training differ run to run. With one thread, the
+demo's token vectors came out the same (by SHA-256 of the input matrix) from the sweep's node and from two
+standalone trainings of the same config into other folders, in other processes (2026-12-04). fastText 0.9.3's
+Python API takes no seed for unsupervised training, though, and its C++ side has read memory it did not
+initialise (one earlier run held values of 8e37 in its input matrix; an earlier session saw vectors change
+with the text file's path, not seen since; "Encountered NaN." at times, retried below). So the vectors are
+trained once, in a node of their own, and every init that needs them reads that node's file: a finished sweep
+never depends on fastText training the same twice. Writes `vectors.bin` (loadable by `fasttext.load_model`)
+and `vectors.json`.
 """
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def test_status_and_report_use_the_overrides_of_the_last_run(tmp_path, monkeypat
     assert main(["status", cfg, f"output_dir={tmp_path}/other", *CORE]) == 0   # explicit overrides win
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"reading {tmp_path}/other (overrides: output_dir={tmp_path}/other {' '.join(CORE)})"
-    assert "pending   54" in _finetune_line(out)
+    assert "pending   81" in _finetune_line(out)         # the demo's 3 seeds
 
     monkeypatch.chdir(tmp_path)
     assert main(["status", cfg, "--no-last-run"]) == 0

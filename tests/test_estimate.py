@@ -74,11 +74,11 @@ def test_pretraining_device_hours_of_the_demo_graph(tmp_path):
     rates = dataclasses.replace(read_throughput(check), gpu_overhead_s=0.0)
     est = estimate(g, rates, gpus=8, cpus=8)
     seconds = {j.id: j.seconds for j in est.jobs if j.kind == "pretrain"}
-    # pretrain/S: 2,000 steps x 32 x 64 = 4,096,000 tokens -> 111.11 s; the other two: 1,800 steps -> 100 s
-    assert seconds == pytest.approx({"pretrain/S": 4_096_000 / 36_864, "pretrain/S-to-en-frequency": 100.0,
-                                     "pretrain/en-scratch": 100.0})
+    # pretrain/S: 2,000 steps x 32 x 64 = 4,096,000 tokens -> 111.11 s; the other two: 800 steps -> 44.44 s
+    assert seconds == pytest.approx({"pretrain/S": 4_096_000 / 36_864, "pretrain/S-to-en-frequency": 1_638_400 / 36_864,
+                                     "pretrain/en-scratch": 1_638_400 / 36_864})
     # every other node has GPU share 0: the GPU-hours are the pretraining ones
-    assert est.gpu_hours == pytest.approx((111.111111 + 100 + 100) / 3600)
+    assert est.gpu_hours == pytest.approx((4_096_000 + 2 * 1_638_400) / 36_864 / 3600)
 
 
 def test_glue_fine_tune_seconds_by_hand(tmp_path):

@@ -411,3 +411,35 @@ def test_stsb_constant_dev_gold_is_degenerate_and_test_scores_are_clipped(tmp_pa
     indices, values = read_prediction_file(tmp_path / "o" / "glue_test" / "STS-B.tsv")
     assert indices == [r[0] for r in rows]
     assert [float(v) for v in values] == pytest.approx([min(5.0, max(0.0, float(x))) for x in raw], abs=5e-4)
+
+
+def test_run_flags_one_class_and_divergence():
+    from stages.finetune import DIVERGED_LOSS_RATIO, run_flags
+
+    assert run_flags(False, [0.70, 0.60, 0.40]) == []
+    assert run_flags(True, [0.70, 0.69]) == ["one_class"]
+    assert run_flags(False, [0.70, float("nan")]) == ["diverged"]
+    assert run_flags(False, [0.70, 0.70 * DIVERGED_LOSS_RATIO + 0.01]) == ["diverged"]
+    assert run_flags(False, [0.70, 0.70 * DIVERGED_LOSS_RATIO]) == []      # at the threshold: not yet
+    assert run_flags(True, [float("inf")]) == ["one_class", "diverged"]
+    assert run_flags(False, []) == []
+
+
+def test_a_collapsed_classifier_is_flagged(tmp_path, tiny_bert, glue_root, monkeypatch, sst2_runs):
+    """Wiring of the flag: the final model's dev predictions, all one class, make the run `one_class`; the
+    shared SST-2 runs, which learn the cue word, carry no flag."""
+    assert all(res.flags == [] for res, _ in sst2_runs.values())
+    import stages.finetune as ft
+
+    cfg = FinetuneConfig(model=tiny_bert, task="sst2", output_dir=str(tmp_path / "a"), data_dir=str(glue_root),
+                         num_threads=1, max_train_examples=32, max_eval_examples=16, batch_size=8, epochs=1)
+    real = ft._predict
+
+    def constant(model, loader, accelerator, spec):
+        pred, gold = real(model, loader, accelerator, spec)
+        return np.zeros_like(pred), gold
+
+    monkeypatch.setattr(ft, "_predict", constant)
+    res = finetune(cfg.replace(output_dir=str(tmp_path / "b")), log=lambda *_: None)
+    assert res.flags == ["one_class"]
+    assert json.loads((tmp_path / "b" / "eval_results.json").read_text())["flags"] == ["one_class"]

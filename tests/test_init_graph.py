@@ -44,6 +44,20 @@ def test_focus_and_wechsel_read_vectors_nodes(tmp_path):
     assert t["wechsel_dictionary"].endswith("data/synthetic/dictionary_S_E.txt")
 
 
+def test_vectors_corpus_moves_the_english_vectors_to_a_slice(tmp_path):
+    g = demo(tmp_path, "experiments.vocab_modes=[frequency,random-map,keep,focus,wechsel]",
+             "corpora.E_slice={files: [data/synthetic/corpus_E.txt], max_documents: 100}",
+             "inits.vectors_corpus=E_slice")
+    focus, w = g.nodes["pretrain/S-to-en-focus"], g.nodes["pretrain/S-to-en-wechsel"]
+    assert "vectors/E_slice/en-1000-cased" in focus.parents and "vectors/E/en-1000-cased" not in g.nodes
+    assert "vectors/E_slice/words-cased" in w.parents and "vectors/S/words-cased" in w.parents   # source side stays
+    assert g.nodes["vectors/E_slice/en-1000-cased"].params["config"]["corpus"]["max_documents"] == 100
+    # the pretraining corpus is still the target corpus
+    assert focus.params["config"]["corpus"] == g.nodes["pretrain/S-to-en-frequency"].params["config"]["corpus"]
+    with pytest.raises(ConfigError, match="inits.vectors_corpus: unknown corpus 'nope'"):
+        demo(tmp_path, "inits.vectors_corpus=nope")
+
+
 def test_given_vectors_need_no_vectors_node(tmp_path):
     (tmp_path / "sv.bin").write_bytes(b"x")
     (tmp_path / "en.bin").write_bytes(b"x")

@@ -165,6 +165,11 @@ def test_wechsel_through_the_library(tmp_path):
         _run(tmp_path, "wechsel", **dict(kw, wechsel_dictionary=str(tmp_path / "none.txt")))
     with pytest.raises(StageError, match="fastText vectors 'missing.bin' are not a file"):
         _run(tmp_path, "wechsel", **dict(kw, wechsel_source_vectors="missing.bin"))
+    # WECHSEL's published files list English first: given as is, the first column spells the target tokens
+    pairs = [line.split("\t") for line in (tmp_path / "dict.txt").read_text().splitlines()]
+    (tmp_path / "reversed.txt").write_text("".join(f"{e}\t{s}\n" for s, e in pairs))
+    with pytest.raises(StageError, match=r"reversed.txt looks reversed: its first column spells \d+ .* Swap"):
+        _run(tmp_path, "wechsel", **dict(kw, wechsel_dictionary=str(tmp_path / "reversed.txt")))
 
 
 def test_focus_without_vectors_names_the_file(tmp_path):

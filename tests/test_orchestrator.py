@@ -36,7 +36,7 @@ def test_demo_graph_shape_and_dependencies(tmp_path):
     g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
     kinds = g.by_kind()
     assert {k: len(v) for k, v in kinds.items()} == {"tokenizer": 2, "tokenize": 2, "vectors": 1, "pretrain": 9,
-                                                     "finetune": 9 * 3 * 2}
+                                                     "finetune": 9 * 3 * 3}
     assert n_focus_parents(g) == {"pretrain/S", "tokenizer/en-1000-cased", "tokenize/E/en-1000-cased",
                                   "vectors/E/en-1000-cased"}
     n = g.nodes
@@ -67,9 +67,10 @@ def test_paper_graph_matches_the_study(tmp_path):
     kinds = g.by_kind()
     # English vocabularies: cased (sv, nl, fi) and uncased (AraBERTs); [en][en] uses the cased one.
     assert sorted(n.id for n in kinds["tokenizer"]) == ["tokenizer/en-32000-cased", "tokenizer/en-32000-uncased"]
-    assert len(kinds["pretrain"]) == 5 * 3 + 1
+    # 5 sources x 8 vocab modes (the paper's two, random-map, five published inits) and [en][en]
+    assert len(kinds["pretrain"]) == 5 * 8 + 1
     models = {n.model for n in kinds["finetune"]}
-    assert len(models) == 15 + 1 + 6 and len(kinds["finetune"]) == 22 * 8 * 5
+    assert len(models) == 40 + 1 + 6 and len(kinds["finetune"]) == 47 * 8 * 5
     assert g.nodes["pretrain/ar1-to-en-frequency"].parents == ("tokenizer/en-32000-uncased",
                                                                "tokenize/wiki_en/en-32000-uncased",
                                                                "tokenize/wiki_ar/ar1-source")
@@ -84,10 +85,10 @@ def test_paper_graph_matches_the_study(tmp_path):
     assert g.nodes["pretrain/sv-to-en-frequency"].resources == {"cpu": 8, "gpu": 1}
     assert g.nodes["finetune/sv/cola/seed1"].resources == {"cpu": 2, "gpu": 0.25}
     # the evaluation suite: 13 probed layers and 5 WiC / Winogender seeds per model; forgetting for sv and fi
-    assert len(kinds["features"]) == 22 and len(kinds["probe"]) == 22 * 13
-    assert len(kinds["wic"]) == 22 * 5 and len(kinds["winogender"]) == 22 * 5
-    # sv: [sv] and its 3 transfers on scandisent-sv, stsb-sv, scandisent-en; fi: 4 models on 2 tasks; 5 seeds
-    assert len(kinds["forget"]) == (4 * 3 + 4 * 2) * 5
+    assert len(kinds["features"]) == 47 and len(kinds["probe"]) == 47 * 13
+    assert len(kinds["wic"]) == 47 * 5 and len(kinds["winogender"]) == 47 * 5
+    # sv: [sv] and its 8 transfers on scandisent-sv, stsb-sv, scandisent-en; fi: 9 models on 2 tasks; 5 seeds
+    assert len(kinds["forget"]) == (9 * 3 + 9 * 2) * 5
     assert g.nodes["forget/sv/stsb-sv/seed1"].params["config"]["hub_dataset"] == "timpal0l/stsb_mt_sv"
     assert g.nodes["forget/fi-to-en-frequency/scandisent-fi/seed5"].params["config"]["learning_rate"] == 4e-5
 
@@ -195,7 +196,7 @@ def test_gate_fails_descendants_and_skips_done(tmp_path):
     scratch_ft = [n for n in g.nodes if n.startswith("finetune/en-scratch/")]
     assert _drain(gate) == ["pretrain/S", *scratch_ft]  # done nodes are not handed out again
     blocked = gate.complete("pretrain/S", ok=False, error="boom")
-    assert len(blocked) == 3 + 3 * 3 * 2 + 3 * 2  # 3 transfers, their fine-tunes, the direct fine-tunes
+    assert len(blocked) == 3 + 3 * 3 * 3 + 3 * 3  # 3 transfers, their fine-tunes, the direct fine-tunes
     assert all(reason == "not run: its parent pretrain/S failed" for reason in blocked.values())
     assert gate.pending == [] and gate.in_flight == set(scratch_ft)
     assert not gate.finished()

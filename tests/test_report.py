@@ -40,7 +40,8 @@ def test_table2_reproduces_the_papers_average(tmp_path):
 
 
 def test_mean_and_sample_std_over_seeds(tmp_path):
-    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path}"], base_dir=tmp_path))
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path}", "finetune.seeds=[1,2]"],
+                               base_dir=tmp_path))
     scores = {"cola": [0.10, 0.30], "rte": [0.55, 0.61], "sst2": [0.70, 0.80]}
     keys = {"cola": "mcc", "rte": "accuracy", "sst2": "accuracy"}
     for task, vals in scores.items():

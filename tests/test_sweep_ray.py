@@ -31,7 +31,7 @@ def sweep_yaml(tmp: Path, target_vocab: int) -> Path:
              "log_every": 3, "eval_every": 3, "checkpoint_every": 3}
     cfg = {
         "name": "e2e", "output_dir": str(tmp / "runs"), "tracking_uri": f"sqlite:///{tmp}/mlruns/mlflow.db",
-        "max_concurrent_trials": 2, "max_failures": 0,
+        "max_concurrent_trials": 2, "max_failures": 0, "cpu_kernels": "avx2",
         "corpora": {"E": {"files": [str(tmp / "e.txt")]}, "S": {"files": [str(tmp / "s.txt")]}},
         "sources": {"S": {"keep_vocab_size": None, "build": {
             "corpus": "S", "vocab_size": 120, "pretrain": small,
@@ -81,6 +81,8 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
     ok_nodes = [n for n in graph.nodes if n not in (failed_transfer, child)]
     done = {n: read_done(graph, n) for n in ok_nodes}
     assert all(done.values()), [n for n, d in done.items() if not d]
+    # every trial ran on the pinned kernels and says so (the workers got the sweep's cpu_kernels)
+    assert {(d["cpu"]["cpu_kernels"], d["cpu"]["cpu_capability"]) for d in done.values()} == {("avx2", "AVX2")}
     # the token caches are written by the tokenize nodes and reused by pretraining: one per (corpus, tokenizer),
     # the third one being E through the kept S vocabulary (cut inside the keep trial)
     caches = sorted((graph.node_dir("x").parent / "cache").glob("tokens-*.bin"))
