@@ -21,6 +21,12 @@ stages/glue.py reports as NaN) are never turned into 0. A cell whose finished se
 undefined shows "n/d"; a mean (or std) over seeds where only some are defined is taken over the defined
 seeds and marked "x† (k/n)", so the reader sees both the number and how many seeds it rests on; the
 degenerate runs are listed by node id at the end of report.md. A cell with no finished run shows "–".
+A fine-tune flagged degenerate by its stage (one class predicted on dev, a diverged loss) counts as undefined
+in every column.
+
+Seed statistics (orchestrator/stats.py): every GLUE cell's 95% seed-bootstrap interval, the study's paired
+comparisons by fine-tuning seed (`study_pairs`, Holm within each question's family) and a findings section
+that restates the paper's four findings for this sweep; a seed-spread figure with its numbers as CSV.
 """
 from __future__ import annotations
 

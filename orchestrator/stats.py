@@ -7,17 +7,17 @@ that mean could move with other seeds, and whether a gap between two models is l
   from the sweep's seed and the cell's name, so every report of the same runs prints the same interval. With
   n seeds it can only span the values the n seeds took, so at 2-3 seeds it is narrow by construction: read it
   with the seed count beside it.
-- `paired`: two models fine-tuned with the same seeds are compared seed by seed (the same seed gives both the
-  same classifier initialisation and batch order, so the pairing removes that share of the noise). The test
+- `paired`: two models fine-tuned with the same seeds are compared seed by seed (a seed draws the same
+  classifier initialisation and shuffle for both, so the pairing removes that share of the noise). The test
   is the paired t-test (scipy's `ttest_rel`); the Wilcoxon signed-rank test (`wilcoxon`, exact) is reported
   beside it but not used for the verdict: with n pairs its smallest two-sided p is 2 / 2^n (0.0625 at the
   paper's 5 seeds), so at this study's seed counts it can never say "different" at 5%. The t-test assumes
   roughly normal seed-to-seed differences, the usual reading of fine-tuning noise (Dror et al., 2018, "The
   Hitchhiker's Guide to Testing Statistical Significance in NLP", recommend it when that is plausible).
 - A verdict needs MIN_PAIRS (3) seeds in common; below that the numbers are shown and no verdict is drawn.
-- `holm`: the p-values of one report form one family (every comparison it prints); Holm's step-down
-  correction holds the family-wise error at 5% under any dependence between them and rejects at least what
-  Bonferroni rejects.
+- `holm`: the p-values of one family (one question of the study: orchestrator/report.py `study_pairs`); Holm's
+  step-down correction holds the family-wise error at 5% under any dependence between them and rejects at
+  least what Bonferroni rejects.
 """
 from __future__ import annotations
 
