@@ -206,10 +206,17 @@ def test_crashed_pretraining_trial_is_retried_and_resumes_from_its_checkpoint(tm
         # Tune's own record of the trial says the same: one trial, its results restarting at step 4
         (tune_results,) = (Path(sweep.output_dir) / "tune").glob(f"run-*/{node_id.replace('/', '_')}/result.json")
         reported = [json.loads(line) for line in tune_results.read_text().splitlines()]
-        assert [r.get("step") for r in reported] == [1, 2, 3, 4, 4, 5, 6, None]   # None: the final report
-        assert [r["training_iteration"] for r in reported] == [1, 2, 3, 4, 1, 2, 3, 4]
+        # Its training reports restart at step 4; each attempt of a transfer first reports its init's diagnostics
+        # (init/*, step 0); the trial ends with the weight movement from the init (movement/*, at the last step)
+        # and the final report (no step).
+        assert [r["step"] for r in reported if "train/loss" in r] == [1, 2, 3, 4, 4, 5, 6]
+        assert "movement/body" in reported[-2] and reported[-2]["step"] == MAX_STEPS and "step" not in reported[-1]
+        k = next(i for i, r in enumerate(reported) if i and r["training_iteration"] == 1)   # the retry's first
+        assert [r["training_iteration"] for r in reported] == [*range(1, k + 1), *range(1, len(reported) - k + 1)]
+        transfer = "init/copied" in reported[0]
+        assert transfer == ("init/copied" in reported[k]) == (node_id != "pretrain/S")
         if kind == "exit":
-            assert {r["pid"] for r in reported[:4]} == {crash["pid"]} and reported[4]["pid"] != crash["pid"]
+            assert {r["pid"] for r in reported[:k]} == {crash["pid"]} and reported[k]["pid"] != crash["pid"]
 
         # Batch order, masks and (restored from the checkpoint) dropout RNG are functions of (seed, step):
         # on CPU with one thread the resumed run is bit-identical to one that never crashed.
