@@ -551,11 +551,23 @@ def study_pairs(graph: Graph) -> list[tuple[str, str, str, str]]:
     return [p for p in pairs if p[0] in keys and p[1] in keys]
 
 
-def comparisons(graph: Graph) -> list[dict]:
-    """Every paired comparison of the report, Holm-corrected within its family."""
+def _label(row) -> str:
+    return " ".join(f"[{x}]" for x in row)
+
+
+def _wic_by_seed(graph: Graph) -> dict[str, dict]:
+    return _seed_values(graph, "wic", lambda n: ("WiC", "accuracy"))
+
+
+def comparisons(graph: Graph, glue: tuple[list[str], dict] | None = None,
+                wic: dict[str, dict] | None = None) -> list[dict]:
+    """Every paired comparison of the report, Holm-corrected within its family. `glue` (glue_by_seed's result)
+    and `wic` (_wic_by_seed's) when the caller has read them already."""
     seed = graph.sweep.seed
-    cols, glue = glue_by_seed(graph)
-    label = {k: " ".join(f"[{x}]" for x in v["row"]) for k, v in glue.items()}
+    cols, glue = glue or glue_by_seed(graph)
+    wic = _wic_by_seed(graph) if wic is None else wic
+    forget = _seed_values(graph, "forget", _forget_metric)
+    label = {k: _label(v["row"]) for d in (glue, wic, forget) for k, v in d.items()}
     out = []
     for a, b, question, family in study_pairs(graph):
         for c in cols:
@@ -563,10 +575,6 @@ def comparisons(graph: Graph) -> list[dict]:
                 out.append({"family": f"GLUE AVG: {family}" if c == "AVG" else "GLUE per task", "question": question,
                             "a": a, "b": b, "column": c,
                             "result": stats.paired(glue[a]["cols"][c], glue[b]["cols"][c], seed, f"{a}|{b}|{c}")})
-    wic = _seed_values(graph, "wic", lambda n: ("WiC", "accuracy"))
-    forget = _seed_values(graph, "forget", _forget_metric)
-    for d in (wic, forget):
-        label.update({k: " ".join(f"[{x}]" for x in v["row"]) for k, v in d.items()})
     for src in graph.sweep.experiments.transfer_from:
         for mode in ("frequency", "keep"):
             moved = f"{src}-to-en-{mode}"
@@ -617,14 +625,14 @@ def _comparison_markdown(table: list[list]) -> str:
     return markdown(rows)
 
 
-def findings(graph: Graph, comps: list[dict]) -> str:
+def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None) -> str:
     """The paper's four findings, and for each source of this sweep whether they hold, fail or cannot be told
-    apart at its number of seeds."""
+    apart at its number of seeds. `wic`: _wic_by_seed's result, when the caller has it."""
     by = {(c["a"], c["b"], c["column"]): c for c in comps}
     t3 = {tuple(r[:2]): r for r in probing_tables(graph)[0][1:]} if any(
         n.kind == "probe" for n in graph.nodes.values()) else {}
     rows_of = {n.model: n.row for n in graph.nodes.values() if n.model}
-    wic = _seed_values(graph, "wic", lambda n: ("WiC", "accuracy"))
+    wic = _wic_by_seed(graph) if wic is None else wic
     lines = []
 
     def said(c, holds: str, fails: str) -> str:
@@ -757,7 +765,7 @@ def _seed_spread_figure(path: Path, cols: list[str], models: dict[str, dict], ci
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [" ".join(f"[{x}]" for x in e["row"]) for e in models.values()]
+    labels = [_label(e["row"]) for e in models.values()]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 0.35 * len(labels) + 1.6), squeeze=False,
                              sharey=True)
     for j, (ax, c) in enumerate(zip(axes[0], cols)):
@@ -781,11 +789,12 @@ def _seed_spread_figure(path: Path, cols: list[str], models: dict[str, dict], ci
 
 
 def _statistics_section(graph: Graph, folder: Path) -> str:
-    cols, glue = glue_by_seed(graph)
+    cols, glue = glue_by_seed(graph)   # every finished fine-tune read once, for all the tables below
+    wic = _wic_by_seed(graph)
     ci = interval_table(graph, cols, glue)
     _write_csv(folder / "table2_glue_intervals.csv", ci)
     _write_csv(folder / "glue_seeds.csv", seed_rows(cols, glue))
-    comps = comparisons(graph)
+    comps = comparisons(graph, (cols, glue), wic)
     table = comparison_table(comps)
     _write_csv(folder / "comparisons.csv", table)
     text = ("\nGLUE x100 with 95% intervals (bootstrap of the mean over fine-tuning seeds, "
@@ -805,5 +814,5 @@ def _statistics_section(graph: Graph, folder: Path) -> str:
                  f"below {stats.MIN_PAIRS} seeds: such pairs are shown and left out of the Holm family.\n")
         for family in dict.fromkeys(r[0] for r in table[1:]):
             text += f"\n{family}\n\n" + _comparison_markdown([table[0], *[r for r in table[1:] if r[0] == family]])
-        text += "\nFindings (the paper's four, for this sweep)\n" + findings(graph, comps)
+        text += "\nFindings (the paper's four, for this sweep)\n" + findings(graph, comps, wic)
     return text
