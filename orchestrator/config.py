@@ -170,6 +170,8 @@ class ForgettingSection(ForgettingSettings):
     english_tasks: list[str] = setting(["scandisent-en"], "English counterparts every group is also tuned on")
     seeds: list[int] = setting([1, 2, 3, 4, 5], "one fine-tune per seed", min_length=1)
     models: list[str] | None = setting(None, "model keys (null: every [lang] and [lang->en] model)")
+    reattach: bool = setting(False, "also fine-tune each [lang->en] model on its source tasks with the source's own "
+                                    "vocabulary and word embeddings put back (stages/reattach.py)")
     _seeds = field_validator("seeds")(classmethod(lambda cls, v: _distinct_seeds(v)))
 
 

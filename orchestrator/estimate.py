@@ -100,6 +100,7 @@ class Shape:
 
 
 BERT_BASE = Shape(12, 768, 3072)
+REATTACH_GB_PER_S = 0.2   # safetensors load + save of a model folder, a local disk's order of magnitude
 
 
 def flops_per_token(shape: Shape, seq: float, training: bool = True) -> float:
@@ -440,7 +441,7 @@ class Work:
                     return self.shape(self.g.nodes[p])
             return self._model_shape(t["source"])
         for p in node.parents:   # a model of the sweep: its pretraining node (or the fine-tune Winogender scores)
-            if self.g.nodes[p].kind in ("pretrain", "finetune", "features"):
+            if self.g.nodes[p].kind in ("pretrain", "finetune", "features", "reattach"):
                 return self.shape(self.g.nodes[p])
         return self._model_shape(node.params["config"].get("model"))
 
@@ -666,6 +667,12 @@ class Work:
             seconds += corpus / (self.r.tokenize_per_cpu * float(node.resources.get("cpu") or 1))
             what += f"; tokenizes {_fmt_tokens(corpus)} tokens first"
         return seconds, what
+
+    def _reattach(self, node):
+        # Reads two models and writes one: disk-bound (embeddings left out of Shape; BERT-base's add ~25%).
+        shape = self.shape(node)
+        gb = 3 * 4 * shape.layer_params * 1.25 / 1e9
+        return gb / REATTACH_GB_PER_S, f"reads the trained and source models, writes one ({shape})"
 
     def _tokenize(self, node):
         cfg = node.params["config"]

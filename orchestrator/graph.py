@@ -23,6 +23,7 @@ from stages.finetune import FinetuneConfig
 from stages.glue import GLUE_TASKS, find_test_file
 from stages.pretrain import PretrainConfig
 from stages.probe import ProbeConfig
+from stages.reattach import ReattachConfig
 from stages.tokenizer import TokenizerConfig
 from stages.transfer import TransferConfig, TransferSettings
 from stages.vectors import VectorsConfig
@@ -469,21 +470,39 @@ def _forgetting(g: Graph, models: dict[str, Model]) -> None:
     s, f = g.sweep, g.sweep.forgetting
     if f is None:
         return
-    settings = f.model_dump(exclude={"data", "english_tasks", "seeds", "models"})
+    settings = f.model_dump(exclude={"data", "english_tasks", "seeds", "models", "reattach"})
     chosen = {m.key for m in _chosen(models, f.models, "forgetting")}
+
+    def tune(m: Model, tasks: list[str], group: str, parents: tuple[str, ...], **extra) -> None:
+        for task in tasks:
+            where = f.data[task]
+            hub = where[len(HUB_PREFIX):] if where.startswith(HUB_PREFIX) else None
+            for seed in f.seeds:
+                node_id = f"forget/{m.key}/{task}/seed{seed}"
+                cfg = FinetuneConfig(**settings, data_dir=None if hub else where, hub_dataset=hub, model=m.path,
+                                     task=task, seed=seed, output_dir=str(g.node_dir(node_id)))
+                g.emit(node_id, "forget", parents, cfg, model=m.key, row=m.row, data=[] if hub else [where],
+                       group=group, **extra)
+
     for name in _forgetting_sources(s):
         group = [m for m in models.values() if m.source == name and m.key in chosen]   # [lang], [lang->en] models
         own = list(s.sources[name].source_tasks)
         for m in group:
-            for task in own + [t for t in f.english_tasks if t not in own]:
-                where = f.data[task]
-                hub = where[len(HUB_PREFIX):] if where.startswith(HUB_PREFIX) else None
-                for seed in f.seeds:
-                    node_id = f"forget/{m.key}/{task}/seed{seed}"
-                    cfg = FinetuneConfig(**settings, data_dir=None if hub else where, hub_dataset=hub, model=m.path,
-                                         task=task, seed=seed, output_dir=str(g.node_dir(node_id)))
-                    g.emit(node_id, "forget", m.parents, cfg, model=m.key, row=m.row, data=[] if hub else [where],
-                           group=name)
+            tune(m, own + [t for t in f.english_tasks if t not in own], name, m.parents)
+        if not f.reattach:
+            continue
+        src, label = models[name], s.sources[name].label or name
+        for m in (m for m in group if m.key.startswith(f"{name}-to-en-")):
+            # The trained body with the source's vocabulary and word embeddings back, tuned on the source's tasks
+            # only (it reads the source language): [lang] - this = what the body forgot.
+            node_id = f"reattach/{m.key}"
+            cfg = ReattachConfig(trained=m.path, source=src.path, output_dir=str(g.node_dir(node_id) / "model"))
+            mode = m.key[len(f"{name}-to-en-"):]
+            back = Model(f"{m.key}-reattached", (m.row[0], f"{label} re-attached ({mode})"), cfg.output_dir,
+                         node_id, name, glue=False)
+            g.emit(node_id, "reattach", tuple(dict.fromkeys(m.parents + src.parents)), cfg, model=back.key,
+                   row=back.row)
+            tune(back, own, name, (node_id,), reattached=m.key)
 
 
 BUILDERS = (_glue, _winogender, _probe, _wic, _forgetting)

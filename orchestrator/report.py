@@ -283,8 +283,10 @@ def forgetting_tables(graph: Graph) -> dict[str, dict]:
     scores: dict[tuple, list[float]] = {}
     for n in graph.nodes.values():
         if n.kind == "forget":
-            g = groups.setdefault(n.params["group"], {"models": {}, "tasks": []})
+            g = groups.setdefault(n.params["group"], {"models": {}, "tasks": [], "reattached": {}})
             g["models"].setdefault(n.model, n.row)
+            if n.params.get("reattached"):   # forgetting.reattach: this model is that one with the source's embeddings
+                g["reattached"][n.model] = n.params["reattached"]
             if n.params["config"]["task"] not in g["tasks"]:
                 g["tasks"].append(n.params["config"]["task"])
     for n, m in _results(graph, "forget"):
@@ -300,8 +302,30 @@ def forgetting_tables(graph: Graph) -> dict[str, dict]:
         for key, row in g["models"].items():
             t8.append([*row, *[_mean(scores.get((key, t, "accuracy"), [])) for t in senti]])
             t9.append([*row, *[_mean(scores.get((key, t, m), [])) for t in sts for m in ("pearson", "spearman")]])
-        out[name] = {"table8": t8, "table9": t9 if sts else None, "sentiment_tasks": senti}
+        out[name] = {"table8": t8, "table9": t9 if sts else None, "sentiment_tasks": senti,
+                     "reattached": g["reattached"], "keys": list(g["models"]), "rows": g["models"]}
     return out
+
+
+def reattach_table(graph: Graph, name: str, g: dict, forget: dict[str, dict]) -> list[list]:
+    """Per [lang->en] model with a re-attached twin and per source task: the source model's score, the
+    transferred model's, the re-attached one's, and the two parts of the drop: what the body forgot ([lang] -
+    re-attached) and what left with the embeddings (re-attached - transferred). Means over seeds, x100."""
+    label = graph.sweep.sources[name].label or name
+    own = [t for t in graph.sweep.sources[name].source_tasks]
+    table = [["Lang", "Vocab", "task", f"[{label}]", "transferred", "re-attached", "body forgot",
+              "lost with the embeddings"]]
+
+    def mean(key, task):
+        vals = [v for v in forget.get(key, {}).get("cols", {}).get(task, {}).values() if _defined(v)]
+        return float(np.mean(vals)) if vals else None
+
+    for back, moved in g["reattached"].items():
+        for task in own:
+            src, m, r = mean(name, task), mean(moved, task), mean(back, task)
+            table.append([*g["rows"][moved], task, src, m, r, None if src is None or r is None else src - r,
+                          None if r is None or m is None else r - m])
+    return table
 
 
 def winogender_table(graph: Graph) -> list[list]:
@@ -358,45 +382,71 @@ def figure2_data(graph: Graph) -> list[list]:
             by_model[node.model] = node
     row_of = {tuple(r[:2]): r[2:-1] for r in mean_rows[1:]}
     base = row_of.get(("en", "en"))
-    out = [["source", "task", "max gain"]]
+    out = [["source", "task", "max gain", "lo", "hi", "model"]]
     if base is None:
         return out
+    _, by_seed = glue_by_seed(graph)
     for src in graph.sweep.experiments.transfer_from:
         variants = []
         for mode in ("frequency", "keep"):   # the paper's two [lang->en] models; random-map is our control
             n = graph.nodes.get(f"pretrain/{src}-to-en-{mode}")
             if n is not None and tuple(n.row) in row_of:
-                variants.append(row_of[tuple(n.row)])
+                variants.append((n.model, row_of[tuple(n.row)]))
         if not variants:
             continue
         for task in dict.fromkeys(c.replace("MNLI-mm", "MNLI").replace("MNLI-m", "MNLI") for c in cols):
             idx = [i for i, c in enumerate(cols) if c.startswith(task)] if task == "MNLI" else [cols.index(task)]
             gains = []
-            for v in variants:
+            for key, v in variants:
                 if all(_defined(v[i]) and _defined(base[i]) for i in idx):  # an undefined mean makes no bar
-                    gains.append(float(np.mean([v[i] - base[i] for i in idx])))
-            if gains:
-                out.append([graph.sweep.sources[src].label or src, task, max(gains)])
+                    gains.append((float(np.mean([v[i] - base[i] for i in idx])), key))
+            if not gains:
+                continue
+            gain, key = max(gains)
+            # The bar's interval: the bootstrap interval of the chosen model's seed-paired gain over [en][en].
+            per_seed = [_task_by_seed(by_seed.get(k, {}), [cols[i] for i in idx]) for k in (key, "en-scratch")]
+            r = stats.paired(*per_seed, graph.sweep.seed, f"figure2|{key}|{task}")
+            lo, hi = r.interval if r and r.interval else (None, None)
+            out.append([graph.sweep.sources[src].label or src, task, gain, lo, hi, _label(by_model[key].row)])
     return out
+
+
+def _task_by_seed(entry: dict, cols: list[str]) -> dict[int, float]:
+    """{seed: score} of a task; MNLI's m and mm averaged per seed."""
+    by = [entry.get("cols", {}).get(c, {}) for c in cols]
+    seeds = set.intersection(*(set(b) for b in by)) if by else set()
+    return {sd: float(np.mean([b[sd] for b in by])) for sd in sorted(seeds) if all(_defined(b[sd]) for b in by)}
 
 
 def figure3_data(graph: Graph) -> list[list]:
     """Rows (group, task, Lang, Vocab, accuracy - group mean) for every ScandiSent task of every group."""
-    out = [["group", "task", "Lang", "Vocab", "difference from group mean"]]
+    out = [["group", "task", "Lang", "Vocab", "difference from group mean", "lo", "hi"]]
+    forget = _seed_values(graph, "forget", _forget_metric)
     for name, g in forgetting_tables(graph).items():
         t8 = g["table8"]
+        # The group mean is the paper's: over its own models. Re-attached models are drawn against the same mean,
+        # so adding them moves no other bar.
+        own = [i for i, k in enumerate(g["keys"], start=1) if k not in g["reattached"]]
         for j, task in enumerate(t8[0][2:], start=2):
-            vals = [r[j] for r in t8[1:] if _defined(r[j])]   # an undefined accuracy neither counts nor shows
+            vals = [t8[i][j] for i in own if _defined(t8[i][j])]   # an undefined accuracy neither counts nor shows
             if not vals:
                 continue
             mean = float(np.mean(vals))
-            out += [[name, task, r[0], r[1], r[j] - mean] for r in t8[1:] if _defined(r[j])]
+            for key, r in zip(g["keys"], t8[1:]):
+                if not _defined(r[j]):
+                    continue
+                col = g["sentiment_tasks"][j - 2]
+                seeds = [v for v in forget.get(key, {}).get("cols", {}).get(col, {}).values() if _defined(v)]
+                ci = stats.mean_interval(seeds, graph.sweep.seed, f"{key}/{col}")
+                out.append([name, task, r[0], r[1], r[j] - mean,
+                            *((ci[0] - mean, ci[1] - mean) if ci else (None, None))])
     return out
 
 
 def _bar_figure(path: Path, data: list[list], group_col: int, bar_col: int, label_cols: tuple, value_col: int,
-                title: str, ylabel: str) -> bool:
-    """Grouped bars: one panel per value of `group_col`; False (no file) when there is nothing to draw."""
+                title: str, ylabel: str, err_cols: tuple[int, int] | None = None) -> bool:
+    """Grouped bars: one panel per value of `group_col`; `err_cols`: the (lo, hi) columns drawn as error bars.
+    False (no file) when there is nothing to draw."""
     rows = data[1:]
     if not rows:
         return False
@@ -413,9 +463,15 @@ def _bar_figure(path: Path, data: list[list], group_col: int, bar_col: int, labe
         series = list(dict.fromkeys(tuple(r[c] for c in label_cols) for r in sub))
         width = 0.8 / max(1, len(series))
         for i, ser in enumerate(series):
-            ys = [next((r[value_col] for r in sub if r[bar_col] == c and tuple(r[k] for k in label_cols) == ser), 0.0)
-                  for c in cats]
-            ax.bar([x + i * width for x in range(len(cats))], ys, width, label=" ".join(f"[{v}]" for v in ser) or None)
+            found = [next((r for r in sub if r[bar_col] == c and tuple(r[k] for k in label_cols) == ser), None)
+                     for c in cats]
+            ys = [r[value_col] if r else 0.0 for r in found]
+            yerr = None
+            if err_cols:   # a bar without an interval (one seed) gets none
+                yerr = [[y - r[err_cols[0]] if r and r[err_cols[0]] is not None else 0.0 for y, r in zip(ys, found)],
+                        [r[err_cols[1]] - y if r and r[err_cols[1]] is not None else 0.0 for y, r in zip(ys, found)]]
+            ax.bar([x + i * width for x in range(len(cats))], ys, width, yerr=yerr, capsize=2,
+                   error_kw={"linewidth": 0.8}, label=" ".join(f"[{v}]" for v in ser) or None)
         ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(cats))], cats, rotation=30)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(f"{title}: {panel}")
@@ -567,6 +623,7 @@ def comparisons(graph: Graph, glue: tuple[list[str], dict] | None = None,
     cols, glue = glue or glue_by_seed(graph)
     wic = _wic_by_seed(graph) if wic is None else wic
     forget = _seed_values(graph, "forget", _forget_metric)
+    reattached = {name: g["reattached"] for name, g in forgetting_tables(graph).items()} if forget else {}
     label = {k: _label(v["row"]) for d in (glue, wic, forget) for k, v in d.items()}
     out = []
     for a, b, question, family in study_pairs(graph):
@@ -582,15 +639,20 @@ def comparisons(graph: Graph, glue: tuple[list[str], dict] | None = None,
                 out.append({"family": "WiC", "question": "semantics is retained", "a": moved, "b": src,
                             "column": "WiC", "result": stats.paired(wic[moved]["cols"]["WiC"], wic[src]["cols"]["WiC"],
                                                                     seed, f"{moved}|{src}|WiC")})
-        for moved in [k for k in forget if k.startswith(f"{src}-to-en-")]:
+        back_of = {moved: back for back, moved in reattached.get(src, {}).items()}
+        for moved in [k for k in forget if k.startswith(f"{src}-to-en-") and k not in reattached.get(src, {})]:
             if src not in forget:
                 continue
-            for c in forget[moved]["cols"]:
-                if c in forget[src]["cols"]:
-                    out.append({"family": "forgetting", "question": "the source language is forgotten",
-                                "a": moved, "b": src, "column": c,
-                                "result": stats.paired(forget[moved]["cols"][c], forget[src]["cols"][c], seed,
-                                                       f"{moved}|{src}|{c}")})
+            pairs = [(moved, src, "forgetting", "the source language is forgotten")]
+            if back_of.get(moved) in forget:   # forgetting.reattach: split the drop into the body's and the embeddings'
+                pairs += [(back_of[moved], src, "forgetting: re-attached", "the body forgot the source"),
+                          (back_of[moved], moved, "forgetting: re-attached", "the source's embeddings bring it back")]
+            for a, b, family, question in pairs:
+                for c in forget[a]["cols"]:
+                    if c in forget[b]["cols"]:
+                        out.append({"family": family, "question": question, "a": a, "b": b, "column": c,
+                                    "result": stats.paired(forget[a]["cols"][c], forget[b]["cols"][c], seed,
+                                                           f"{a}|{b}|{c}")})
     for family in dict.fromkeys(c["family"] for c in out):
         # pairs too few for a verdict stay out of the family: they would only raise the others' bar
         members = [c for c in out if c["family"] == family and c["result"] is not None
@@ -685,6 +747,13 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
             parts = [f"{c['column']} " + said(c, "higher after transfer", "lower: forgotten") for c in forgot]
             lines.append(f"4. The source language is forgotten ([{name}→en][en] − [{name}] on source tasks): "
                          + "; ".join(parts) + "\n")
+            body = [c for c in comps if c["family"] == "forgetting: re-attached" and c["b"] == src
+                    and c["a"] == f"{freq}-reattached" and c["column"] in own]
+            if body:
+                parts = [f"{c['column']} " + said(c, "higher with the source's embeddings back",
+                                                  "lower: the body forgot") for c in body]
+                lines.append(f"   With [{name}]'s embeddings re-attached (re-attached − [{name}]): "
+                             + "; ".join(parts) + "\n")
         else:
             lines.append("4. The source language is forgotten: no source-language results for both models\n")
     return "".join(lines)
@@ -719,11 +788,21 @@ def write_report(graph: Graph) -> tuple[str, Path]:
             if g["table9"]:
                 _write_csv(folder / f"table9_stsb_{name}.csv", g["table9"])
                 text += f"\nTranslated STS-B x100, [{name}] models (Table 9 shape)\n\n" + markdown(g["table9"])
+            if g["reattached"]:
+                ra = reattach_table(graph, name, g, _seed_values(graph, "forget", _forget_metric))
+                _write_csv(folder / f"forgetting_reattached_{name}.csv", ra)
+                text += (f"\nForgetting split in two, [{name}] source tasks x100 (STS-B: Pearson): each [{name}→en] "
+                         f"model fine-tuned again with [{name}]'s own vocabulary and word embeddings re-attached to "
+                         f"its trained body. body forgot = [{name}] − re-attached; lost with the embeddings = "
+                         "re-attached − transferred (paired tests: family \"forgetting: re-attached\" below)\n\n"
+                         + markdown(ra))
         f3 = figure3_data(graph)
         _write_csv(folder / "figure3_scandisent.csv", f3)
         if _bar_figure(folder / "figure3_scandisent.png", f3, 1, 1, (2, 3), 4,
-                       "ScandiSent", "accuracy - group mean (x100)"):
-            text += "\nFigure 3: figure3_scandisent.png (numbers: figure3_scandisent.csv)\n"
+                       "ScandiSent", "accuracy - group mean (x100)", err_cols=(5, 6)):
+            text += ("\nFigure 3: figure3_scandisent.png (numbers: figure3_scandisent.csv; error bars: 95% seed-"
+                     "bootstrap interval of each mean; the group mean is over the group's models without the "
+                     "re-attached ones)\n")
     if "winogender" in kinds:
         t10 = winogender_table(graph)
         _write_csv(folder / "table10_winogender.csv", t10)
@@ -731,8 +810,10 @@ def write_report(graph: Graph) -> tuple[str, Path]:
     f2 = figure2_data(graph)
     if len(f2) > 1:
         _write_csv(folder / "figure2_max_gain.csv", f2)
-        if _bar_figure(folder / "figure2_max_gain.png", f2, 0, 1, (), 2, "max gain over [en][en]", "points (x100)"):
-            text += "\nFigure 2: figure2_max_gain.png (numbers: figure2_max_gain.csv)\n"
+        if _bar_figure(folder / "figure2_max_gain.png", f2, 0, 1, (), 2, "max gain over [en][en]", "points (x100)",
+                       err_cols=(3, 4)):
+            text += ("\nFigure 2: figure2_max_gain.png (numbers: figure2_max_gain.csv; error bars: 95% bootstrap "
+                     "interval of the larger model's gain, paired by fine-tuning seed)\n")
     inits = init_table(graph)
     if len(inits) > 1:
         _write_csv(folder / "inits.csv", inits)

@@ -35,6 +35,7 @@ from stages import model_card
 from stages import finetune as finetune_stage
 from stages import pretrain as pretrain_stage
 from stages import probe as probe_stage
+from stages import reattach as reattach_stage
 from stages import tokenizer as tokenizer_stage
 from stages import transfer as transfer_stage
 from stages import vectors as vectors_stage
@@ -540,6 +541,13 @@ def _finetune(t: Trial) -> dict:
 
 # --- the evaluation suite ---------------------------------------------------------------------------
 
+def _reattach(t: Trial) -> dict:
+    """The trained body with the source's own vocabulary and word embeddings back (forgetting.reattach)."""
+    res = reattach_stage.reattach(t.config(), log=t.log)
+    t.on_log(0, {"vocab_size": res.vocab_size, "trained_vocab_size": res.trained_vocab_size})
+    return {"result": dataclasses.asdict(res), "model_dir": res.model_dir}
+
+
 def _features(t: Trial) -> dict:
     res = features_stage.extract_features(t.config(), log=t.log)
     t.on_log(0, {f"sentences/{k}": v for k, v in res.sentences.items()})
@@ -608,6 +616,7 @@ KINDS: dict[str, Kind] = {
     "vectors": Kind(vectors_stage.VectorsConfig, _vectors, Resources(cpu=1, gpu=0), 1, upstream=True),
     "pretrain": Kind(pretrain_stage.PretrainConfig, _pretrain, Resources(cpu=4, gpu=1), 2, upstream=True),
     "features": Kind(features_stage.FeaturesConfig, _features, Resources(cpu=2, gpu=0.25), 3),
+    "reattach": Kind(reattach_stage.ReattachConfig, _reattach, Resources(cpu=1, gpu=0), 3),
     "finetune": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 4),
     "probe": Kind(probe_stage.ProbeConfig, _probe, Resources(cpu=1, gpu=0.1), 5),
     "wic": Kind(wic_stage.WicConfig, _wic, Resources(cpu=2, gpu=0.25), 5),

@@ -44,7 +44,8 @@ def test_forgetting_runs_the_source_group_on_source_and_english_tasks(tmp_path):
     assert {n.params["config"]["task"] for n in forget} == {"scandisent-S", "stsb-S", "scandisent-en"}
     n = g.nodes["forget/S-to-en-keep/stsb-S/seed2"]
     assert n.parents == ("pretrain/S-to-en-keep",)
-    assert n.params["config"]["data_dir"].endswith("data/synthetic/stsb_S") and n.params["config"]["hub_dataset"] is None
+    assert n.params["config"]["data_dir"].endswith("data/synthetic/stsb_S")
+    assert n.params["config"]["hub_dataset"] is None
     assert n.params["config"]["learning_rate"] == 1e-3 and n.params["config"]["seed"] == 2
 
 
@@ -87,3 +88,24 @@ def test_sections_left_out_add_no_nodes(tmp_path):
 def test_bad_evaluation_settings_name_the_key(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
         demo(tmp_path, override)
+
+
+def test_reattach_nodes_gate_the_source_task_fine_tunes_of_each_transferred_model(tmp_path):
+    plain = demo(tmp_path)
+    g = demo(tmp_path, "forgetting.reattach=true")
+    added = set(g.nodes) - set(plain.nodes)
+    # Nothing that existed changes: the setting adds nodes, it never makes finished ones stale.
+    assert all(g.nodes[n].hash == plain.nodes[n].hash for n in plain.nodes)
+    for model in ("S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep"):
+        r = g.nodes[f"reattach/{model}"]
+        assert set(r.parents) == {f"pretrain/{model}", "pretrain/S"}
+        assert r.params["config"]["trained"] == str(g.node_dir(f"pretrain/{model}") / "model")
+        assert r.params["config"]["source"] == str(g.node_dir("pretrain/S") / "model")
+        for task in ("scandisent-S", "stsb-S"):       # the source's tasks only: it reads the source language
+            for seed in (1, 2, 3):
+                n = g.nodes[f"forget/{model}-reattached/{task}/seed{seed}"]
+                assert n.parents == (r.id,) and n.params["config"]["model"] == r.params["config"]["output_dir"]
+                assert n.params["reattached"] == model and n.params["group"] == "S"
+        assert not any(n.startswith(f"forget/{model}-reattached/scandisent-en") for n in g.nodes)
+    assert len(added) == 3 + 3 * 2 * 3
+    assert not any(n.startswith(("reattach/S/", "reattach/en-scratch")) for n in g.nodes)   # only [S->en] models

@@ -88,7 +88,9 @@ def test_paper_graph_matches_the_study(tmp_path):
     assert len(kinds["features"]) == 47 and len(kinds["probe"]) == 47 * 13
     assert len(kinds["wic"]) == 47 * 5 and len(kinds["winogender"]) == 47 * 5
     # sv: [sv] and its 8 transfers on scandisent-sv, stsb-sv, scandisent-en; fi: 9 models on 2 tasks; 5 seeds
-    assert len(kinds["forget"]) == (9 * 3 + 9 * 2) * 5
+    # ... and with the source's embeddings re-attached to each of the 8 [lang->en] bodies, on its own tasks only
+    assert len(kinds["forget"]) == (9 * 3 + 9 * 2) * 5 + (8 * 2 + 8 * 1) * 5
+    assert len(kinds["reattach"]) == 16
     assert g.nodes["forget/sv/stsb-sv/seed1"].params["config"]["hub_dataset"] == "timpal0l/stsb_mt_sv"
     assert g.nodes["forget/fi-to-en-frequency/scandisent-fi/seed5"].params["config"]["learning_rate"] == 4e-5
 
@@ -126,7 +128,7 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
     (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune: gpu 1.5: use a fraction"),
     (lambda r: r["resources"].update(gpus={"cpu": 1}), "unknown key resources.gpus; valid keys here: features, "
-     "finetune, forget, pretrain, probe, tokenize, tokenizer, vectors, wic, winogender"),
+     "finetune, forget, pretrain, probe, reattach, tokenize, tokenizer, vectors, wic, winogender"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(model_type="gpt2"),
      "sources.S.build.architecture.model_type: Input should be 'bert' or 'roformer', got 'gpt2'"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(hidden=3),

@@ -173,13 +173,17 @@ def test_figure2_mnli_gain_is_the_mean_of_matched_and_mismatched_per_model_then_
     mean_rows, _ = tables(g)
     assert mean_rows[0] == ["Lang", "Vocab", "MNLI-m", "MNLI-mm", "RTE", "AVG"]
     f2 = figure2_data(g)
-    assert f2[0] == ["source", "task", "max gain"]
+    assert f2[0] == ["source", "task", "max gain", "lo", "hi", "model"]
     assert [r[:2] for r in f2[1:]] == [["S", "MNLI"], ["S", "RTE"]]   # one MNLI bar, not an m and an mm bar
     got = {r[1]: r[2] for r in f2[1:]}
     frequency_mnli = ((74 - 70) + (71 - 72)) / 2   # 1.5
     keep_mnli = ((69 - 70) + (80 - 72)) / 2        # 3.5
     assert got["MNLI"] == pytest.approx(max(frequency_mnli, keep_mnli))   # 3.5: keep's
     assert got["RTE"] == pytest.approx(max(55 - 52, 50 - 52))              # 3.0: frequency's
+    # Its error bar: frequency's RTE gain per seed is 55 - 50 = 5 and 55 - 54 = 1; resampling two seeds, a
+    # quarter of the resamples are (1, 1) and a quarter (5, 5), so the 95% percentile interval is [1, 5].
+    rte = next(r for r in f2[1:] if r[1] == "RTE")
+    assert rte[3:] == [pytest.approx(1.0), pytest.approx(5.0), "[S→en] [en]"]
     # Without [lang->en][lang]'s mm result, MNLI's gain is the frequency model's alone (not keep's m alone: 29).
     for seed in (1, 2):
         shutil.rmtree(g.node_dir(f"finetune/S-to-en-keep/mnli/seed{seed}"))
@@ -306,3 +310,42 @@ def test_undefined_probe_wic_forgetting_and_winogender_scores(tmp_path):
     assert not _nan_in_tables(text) and "n/d" in text
     assert "probe/S/layer0: dev_dspr, dev_uuas, dspr, uuas" in text
     assert "DSpr is theirs, over every word" in text
+
+
+def test_reattached_models_split_the_drop_into_the_bodys_and_the_embeddings(tmp_path):
+    from scipy.stats import ttest_rel
+
+    from orchestrator.report import comparisons, figure3_data, forgetting_tables, reattach_table
+
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml",
+                               [f"output_dir={tmp_path}", "forgetting.reattach=true"], base_dir=tmp_path))
+    # scandisent-S accuracy per seed 1-3: [S] 90 on average, transferred 70, re-attached 85
+    acc = {"S": (0.91, 0.89, 0.90), "S-to-en-frequency": (0.72, 0.69, 0.69),
+           "S-to-en-frequency-reattached": (0.86, 0.85, 0.84), "S-to-en-keep": (0.80, 0.81, 0.79),
+           "S-to-en-random-map": (0.60, 0.62, 0.61)}
+    for model, vals in acc.items():
+        for seed, v in zip((1, 2, 3), vals):
+            _done(g, f"forget/{model}/scandisent-S/seed{seed}", {"accuracy": v})
+    t = forgetting_tables(g)["S"]
+    assert t["reattached"] == {f"S-to-en-{m}-reattached": f"S-to-en-{m}" for m in ("frequency", "random-map", "keep")}
+    assert next(r for r in t["table8"] if r[:2] == ["S→en", "S re-attached (frequency)"])[3] == pytest.approx(85.0)
+    from orchestrator.report import _forget_metric, _seed_values
+    ra = reattach_table(g, "S", t, _seed_values(g, "forget", _forget_metric))
+    row = next(r for r in ra[1:] if r[2] == "scandisent-S" and r[:2] == ["S→en", "en"])
+    assert row[3:] == pytest.approx([90.0, 70.0, 85.0, 5.0, 15.0])   # body forgot 5, the embeddings took 15
+    comps = {(c["a"], c["b"], c["column"]): c for c in comparisons(g) if c["family"] == "forgetting: re-attached"}
+    body = comps[("S-to-en-frequency-reattached", "S", "scandisent-S")]["result"]
+    back = comps[("S-to-en-frequency-reattached", "S-to-en-frequency", "scandisent-S")]["result"]
+    a, s, f = ([100 * v for v in acc[k]] for k in ("S-to-en-frequency-reattached", "S", "S-to-en-frequency"))
+    assert body.mean_diff == pytest.approx(-5.0) and body.t_p == pytest.approx(ttest_rel(a, s).pvalue)
+    assert back.mean_diff == pytest.approx(15.0) and back.t_p == pytest.approx(ttest_rel(a, f).pvalue)
+    # The plain forgetting family is the paper's question only: no re-attached model in it.
+    assert not any("reattached" in c["a"] for c in comparisons(g) if c["family"] == "forgetting")
+    # Figure 3: the group mean is over the paper's four models; the re-attached bar is drawn against it.
+    f3 = [r for r in figure3_data(g)[1:] if r[1] == "S"]
+    mean4 = statistics.mean([90.0, 70.0, 80.0, 61.0])
+    got = {r[3]: r[4] for r in f3}
+    assert got["S re-attached (frequency)"] == pytest.approx(85.0 - mean4)
+    assert got["en"] == pytest.approx(70.0 - mean4)
+    text, folder = write_report(g)
+    assert "Forgetting split in two" in text and (folder / "forgetting_reattached_S.csv").exists()
