@@ -160,7 +160,8 @@ def cmd_plan(args) -> int:
         from orchestrator.estimate import plan_estimate
 
         try:
-            print("\n" + plan_estimate(graph, args.throughput, args.gpus, args.cpus, args.corpus_tokens))
+            print("\n" + plan_estimate(graph, args.throughput, args.gpus, args.cpus, args.corpus_tokens,
+                                        args.measured, args.pretrain_tokens_per_s))
         except (OSError, ValueError) as e:
             raise ConfigError(str(e)) from None
         return 0
@@ -398,6 +399,11 @@ def _parser() -> argparse.ArgumentParser:
                         "the node listing")
     p.add_argument("--throughput", metavar="FILE", help="measured throughput: a benchmarks/gpu_check.py JSON "
                                                         "(default runs/gpu_check/gpu_check.json when it exists)")
+    p.add_argument("--measured", metavar="RUN_DIR",
+                   help="a previous run's output_dir: its finished nodes' measured tokens/s replace the rates "
+                        "(default: this sweep's output_dir, when its nodes recorded any)")
+    p.add_argument("--pretrain-tokens-per-s", type=float, metavar="N",
+                   help="a stated pretraining rate, tokens/s per GPU for BERT-base at S = 128 (overrides the others)")
     p.add_argument("--gpus", type=int, default=8, help="GPUs the estimate schedules on (default 8)")
     p.add_argument("--cpus", type=float, default=96, help="CPUs the estimate schedules on (default 96)")
     p.add_argument("--corpus-tokens", action="append", metavar="NAME=TOKENS",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from orchestrator.compute import BERT_BASE, Shape, flops_per_token
 from orchestrator.runner import KINDS
 
 GOAL_HOURS, GOAL_GPUS = 3.0, 8          # the design goal: the whole paper sweep within 3 h on one 8-GPU node
@@ -80,34 +81,9 @@ SYNTHETIC_TOKENS = 20                      # an example of the synthetic world, 
 SYNTHETIC_WORDS = 10                       # a sentence of its treebank
 
 
-# --- FLOPs and throughput --------------------------------------------------------------------------------
+# --- FLOPs and throughput (Shape and flops_per_token live in orchestrator/compute.py: the nodes' records use them)
 
-@dataclass(frozen=True)
-class Shape:
-    """The transformer layers of a BERT: what its FLOPs per token depend on."""
-    layers: int
-    hidden: int
-    intermediate: int
-
-    @property
-    def layer_params(self) -> int:
-        """N: attention (4 H x H and 4 biases), FFN (2 H x F, F + H biases), two LayerNorms (4 H) per layer."""
-        h, f = self.hidden, self.intermediate
-        return self.layers * (4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h)
-
-    def __str__(self) -> str:
-        return f"{self.layers} layers, hidden {self.hidden}, FFN {self.intermediate}"
-
-
-BERT_BASE = Shape(12, 768, 3072)
 REATTACH_GB_PER_S = 0.2   # safetensors load + save of a model folder, a local disk's order of magnitude
-
-
-def flops_per_token(shape: Shape, seq: float, training: bool = True) -> float:
-    """Training: 6N + 12 L H S (forward and backward through the weights, attention scores and values);
-    a forward pass alone is a third of it. The embeddings and the MLM head are not counted (gpu_check's MFU)."""
-    fpt = 6.0 * shape.layer_params + 12.0 * shape.layers * shape.hidden * seq
-    return fpt if training else fpt / 3
 
 
 def tokens_per_s(mfu: float, peak_tflops: float, fpt: float) -> float:
@@ -126,6 +102,7 @@ class Rates:
     probe_words_per_s: float     # words x epochs per second, one probe trial
     padding: float               # share of fine-tuning token slots that are padding
     cpu_flops: float = CPU_GFLOPS_PER_CORE * 1e9     # per core: nodes with GPU share 0
+    cpu_finetune_flops: float | None = None          # per core, fine-tuning nodes, when measured apart
     tokenize_per_cpu: float = TOKENIZE_TOKENS_PER_S_PER_CPU
     count_per_s: float = COUNT_TOKENS_PER_S
     learner_s: dict = field(default_factory=lambda: dict(LEARNER_S))
@@ -164,7 +141,8 @@ def cpu_notes(rates: Rates) -> tuple[str, ...]:
             f"tokenizer: a counting pass at {rates.count_per_s:,.0f} tokens/s per CPU, then the learner "
             f"({learner} at >= {LEARNER_SCALE_TOKENS:.0e} tokens, "
             "prorated below)",
-            f"nodes with GPU share 0: {rates.cpu_flops / 1e9:g} GFLOP/s of model FLOPs per CPU",
+            f"nodes with GPU share 0: {rates.cpu_flops / 1e9:.3g} GFLOP/s of model FLOPs per CPU"
+            + (f" (fine-tuning {rates.cpu_finetune_flops / 1e9:.3g})" if rates.cpu_finetune_flops else ""),
             f"per trial: {rates.gpu_overhead_s:g} s on a GPU, {rates.cpu_overhead_s:g} s on CPU (process, CUDA, "
             "model and data loading)")
 
@@ -221,6 +199,85 @@ def read_throughput(path: str | Path, base: Rates | None = None) -> Rates:
     kept = [n for n in base.notes if _topic(n) not in {_topic(k) for k in notes}]   # assumptions no row replaced
     up.update(device=report.get("device", base.device), peak_tflops=peak)
     return dataclasses.replace(base, **up, notes=tuple(notes) + tuple(kept))
+
+
+def measured_rates(folder: str | Path, base: Rates) -> tuple[Rates, int]:
+    """The rates of `base` replaced by what a previous run's finished nodes measured: every DONE under `folder`
+    whose `compute` record (orchestrator/compute.py) has the training loop's tokens/s and FLOPs per token. FLOP/s
+    per GPU = tokens/s x FLOPs/token / the trial's GPU share (pretraining and fine-tuning apart, medians); on
+    CPU, per core = tokens/s x FLOPs/token / CPUs (the median of every training node). Fine-tuning tokens are
+    real ones, so the padding is in the measured rate and none is added. Returns the rates and how many nodes
+    they rest on (0: `base` unchanged)."""
+    gpu: dict[str, list[float]] = {"pretrain": [], "finetune": []}
+    cpu: dict[str, list[float]] = {"pretrain": [], "finetune": []}
+    devices: set[str] = set()
+    for done in Path(folder).rglob("DONE"):
+        try:
+            record = json.loads(done.read_text())
+        except (OSError, ValueError):
+            continue
+        c = record.get("compute") if isinstance(record, dict) else None
+        if not c or not c.get("train_tokens_per_s") or not c.get("flops_per_token"):
+            continue
+        flops = c["train_tokens_per_s"] * c["flops_per_token"]
+        what = "pretrain" if record.get("kind") == "pretrain" else "finetune"
+        if c.get("gpu_share", 0) > 0:
+            gpu[what].append(flops / c["gpu_share"])
+            devices.add(c.get("device", "?"))
+        elif c.get("cpus"):
+            cpu[what].append(flops / c["cpus"])
+    n = sum(map(len, gpu.values())) + sum(map(len, cpu.values()))
+    if not n:
+        return base, 0
+    up, notes = {}, []
+    median = lambda v: sorted(v)[len(v) // 2]   # noqa: E731  (the upper median: an actual node's rate)
+    if gpu["pretrain"]:
+        up["pretrain_flops"] = median(gpu["pretrain"])
+        notes.append(f"pretraining: measured in {folder}, median of {len(gpu['pretrain'])} node(s) on "
+                     f"{', '.join(sorted(devices))}: {up['pretrain_flops'] / 1e12:,.1f} TFLOP/s per GPU "
+                     f"(MFU {up['pretrain_flops'] / (base.peak_tflops * 1e12):.1%} of {base.peak_tflops:g})")
+    if gpu["finetune"]:
+        up["finetune_flops"] = up["forward_flops"] = median(gpu["finetune"])
+        up["padding"] = 0.0
+        notes.append(f"fine-tuning (GLUE, forgetting, WiC): measured in {folder}, median of {len(gpu['finetune'])} "
+                     f"node(s): {up['finetune_flops'] / 1e12:,.1f} TFLOP/s per GPU from real tokens/s (padding in "
+                     "the rate, none added); features and Winogender at the same rate")
+    if cpu["pretrain"] or cpu["finetune"]:
+        # Apart: a tiny model's fine-tuning steps are overhead-bound on CPU, its pretraining steps far less.
+        up["cpu_flops"] = median(cpu["pretrain"] or cpu["finetune"])
+        up["cpu_finetune_flops"] = median(cpu["finetune"] or cpu["pretrain"])
+        notes.append(f"CPU training rates: measured in {folder}, medians of {len(cpu['pretrain'])} pretraining and "
+                     f"{len(cpu['finetune'])} fine-tuning node(s) (replace the {CPU_GFLOPS_PER_CORE:g} GFLOP/s "
+                     "per CPU assumed)")
+    kept = [k for k in base.notes if _topic(k) not in {_topic(x) for x in notes}]
+    return dataclasses.replace(base, **up, notes=tuple(notes) + tuple(kept)), n
+
+
+def stated_pretrain_rate(tokens_per_s: float, base: Rates) -> Rates:
+    """`--pretrain-tokens-per-s N`: N tokens/s per GPU for BERT-base at S = 128 (other shapes scale by their
+    FLOPs per token)."""
+    if tokens_per_s <= 0:
+        raise ValueError(f"--pretrain-tokens-per-s {tokens_per_s:g}: give a positive rate, tokens/s per GPU")
+    flops = tokens_per_s * flops_per_token(BERT_BASE, 128)
+    note = (f"pretraining: stated {tokens_per_s:,.0f} tokens/s per GPU for BERT-base at S = 128 = "
+            f"{flops / 1e12:,.1f} TFLOP/s (MFU {flops / (base.peak_tflops * 1e12):.1%}); other shapes scale by "
+            "their FLOPs/token")
+    kept = [k for k in base.notes if _topic(k) != "pretraining"]
+    return dataclasses.replace(base, pretrain_flops=flops, notes=(note, *kept))
+
+
+def recorded_so_far(graph) -> str | None:
+    """One line: what this sweep's finished nodes have cost (their DONE `compute`), None before any finished."""
+    from orchestrator.runner import read_done
+
+    done = [r for r in (read_done(graph, n) for n in graph.nodes) if r]
+    if not done:
+        return None
+    gpu = sum((r.get("compute") or {}).get("gpu_seconds") or 0.0 for r in done) / 3600
+    cpu = sum((r.get("compute") or {}).get("cpu_seconds") or 0.0 for r in done) / 3600
+    without = sum(1 for r in done if not r.get("compute"))
+    return (f"recorded so far: {len(done)} of {len(graph.nodes)} nodes done, {gpu:.2f} GPU-h and {cpu:.2f} CPU-h"
+            + (f" ({without} DONE without a compute record, not counted)" if without else ""))
 
 
 def _topic(note: str) -> str:
@@ -422,7 +479,8 @@ class Work:
         gpu = float(node.resources.get("gpu") or 0)
         if gpu > 0:
             return flops / (rate * gpu)
-        return flops / (self.r.cpu_flops * float(node.resources.get("cpu") or 1))
+        per_cpu = self.r.cpu_flops if node.kind == "pretrain" else (self.r.cpu_finetune_flops or self.r.cpu_flops)
+        return flops / (per_cpu * float(node.resources.get("cpu") or 1))
 
     # --- model shapes ---
     def shape(self, node) -> Shape:
@@ -872,9 +930,12 @@ def parse_corpus_tokens(items: list[str] | None) -> dict[str, float]:
     return out
 
 
-def plan_estimate(graph, throughput: str | None, gpus: int, cpus: float, corpus_tokens: list[str] | None) -> str:
-    """The text of `xlt plan --estimate`: measured rates from `throughput` (default: the GPU check's table
-    when it exists), otherwise the assumptions."""
+def plan_estimate(graph, throughput: str | None, gpus: int, cpus: float, corpus_tokens: list[str] | None,
+                  measured: str | None = None, pretrain_tokens_per_s: float | None = None) -> str:
+    """The text of `xlt plan --estimate`. Rates, each replacing the one before where it has a figure: the
+    assumptions; the GPU check's table (`throughput`, default runs/gpu_check/gpu_check.json when it exists); the
+    compute records of a previous run (`measured`, default this sweep's output_dir when its nodes recorded any);
+    a stated pretraining rate."""
     path = Path(throughput) if throughput else DEFAULT_THROUGHPUT
     if throughput and not path.is_file():
         raise FileNotFoundError(f"--throughput {throughput}: no such file (benchmarks/gpu_check.py writes one)")
@@ -883,5 +944,17 @@ def plan_estimate(graph, throughput: str | None, gpus: int, cpus: float, corpus_
     else:
         rates = dataclasses.replace(assumed_rates(), notes=assumed_rates().notes + (
             f"no {DEFAULT_THROUGHPUT} (run benchmarks/gpu_check.py on the cluster's GPU to measure): all assumed",))
+    folder = Path(measured) if measured else Path(graph.sweep.output_dir)
+    if measured and not folder.is_dir():
+        raise FileNotFoundError(f"--measured {measured}: no such folder (give a previous run's output_dir)")
+    if folder.is_dir():
+        rates, n = measured_rates(folder, rates)
+        if measured and not n:
+            raise ValueError(f"--measured {measured}: no finished training node there has a compute record (nodes "
+                             "record one since the cost accounting; rerun a few, or leave --measured out)")
+    if pretrain_tokens_per_s is not None:
+        rates = stated_pretrain_rate(pretrain_tokens_per_s, rates)
     tokens = parse_corpus_tokens(corpus_tokens)
-    return report(estimate(graph, rates, gpus, cpus, tokens), graph, tokens)
+    text = report(estimate(graph, rates, gpus, cpus, tokens), graph, tokens)
+    so_far = recorded_so_far(graph)
+    return text + (f"\n\n{so_far}" if so_far else "")

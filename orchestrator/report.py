@@ -823,9 +823,90 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                  "moved = ||W - W_init|| / ||W_init|| after continued pretraining (embeddings; the whole body)\n\n"
                  + markdown(inits))
     text += _statistics_section(graph, folder)
+    cost = cost_table(graph)
+    _write_csv(folder / "cost.csv", cost)
+    text += ("\nCost per model (each node's DONE `compute`): its own pretraining (tokens seen, wall hours, MFU on a "
+             "GPU) and every evaluation node of it (finished / planned, training examples seen); GPU-h = wall x the "
+             "trial's GPU share, CPU-h = wall x its CPUs, pretraining and evaluations together. A transferred "
+             "model's row leaves out its source's own pretraining (the source's row); \"shared\" holds the "
+             "tokenizers, token caches and vectors every model reads\n\n" + _cost_markdown(cost))
     text += _degenerate_section(degenerate_runs(graph))
     (folder / "report.md").write_text(text)
     return text, folder
+
+
+# --- what each model cost (the DONE files' `compute`, orchestrator/compute.py) -------------------------
+
+COST_HEADER = ["Lang", "Vocab", "pretrain tokens", "pretrain wall h", "pretrain MFU", "evaluation nodes",
+               "examples seen", "GPU-h", "CPU-h"]
+
+
+def _node_cost(graph: Graph, node, done: dict) -> dict:
+    """A finished node's compute record; for a DONE written before nodes recorded one, the wall time and the
+    node's CPUs only (its GPU share is not known: None)."""
+    if done.get("compute"):
+        return done["compute"]
+    cpus = float(node.resources.get("cpu") or 1)
+    return {"wall_s": done.get("seconds", 0.0), "cpus": cpus, "cpu_seconds": done.get("seconds", 0.0) * cpus,
+            "gpu_seconds": None}
+
+
+def cost_table(graph: Graph) -> list[list]:
+    """One row per model: its own pretraining (tokens seen, wall hours, MFU on a GPU) and all its evaluation
+    nodes (fine-tunes, probes, WiC, forgetting, Winogender; finished / planned, examples seen), with GPU-hours
+    (wall x GPU share) and CPU-hours (wall x CPUs) of both together. Nodes no model owns (tokenizers, token
+    caches, fastText vectors) form the row "shared"; the last row sums everything. A model's row does not
+    include the source model it was moved from: that is the source's own row. GPU-h is None when a counted
+    node predates the compute record."""
+    rows: dict[str | None, dict] = {}
+    for node in graph.nodes.values():
+        r = rows.setdefault(node.model, {"row": node.row, "tokens": 0, "wall": 0.0, "mfu": [], "planned": 0,
+                                         "done": 0, "examples": 0, "gpu": 0.0, "cpu": 0.0, "pre": False})
+        if node.kind == "pretrain" and node.row:
+            r["row"] = node.row
+        if node.kind != "pretrain":
+            r["planned"] += 1
+        done = read_done(graph, node.id)
+        if not done:
+            continue
+        c = _node_cost(graph, node, done)
+        r["gpu"] = None if r["gpu"] is None or c.get("gpu_seconds") is None else r["gpu"] + c["gpu_seconds"]
+        r["cpu"] += c.get("cpu_seconds") or 0.0
+        if node.kind == "pretrain":
+            r["pre"] = True
+            r["tokens"] += c.get("tokens_seen") or (done.get("result") or {}).get("tokens_seen") or 0
+            r["wall"] += c.get("wall_s") or 0.0
+            if c.get("mfu") is not None:
+                r["mfu"].append(c["mfu"])
+        else:
+            r["done"] += 1
+            r["examples"] += c.get("examples_seen") or 0
+    out, total = [COST_HEADER], {"tokens": 0, "wall": 0.0, "done": 0, "planned": 0, "examples": 0, "gpu": 0.0,
+                                 "cpu": 0.0}
+    for key, r in sorted(rows.items(), key=lambda kv: kv[0] is None):   # plan order, "shared" last
+        label = tuple(r["row"]) if key is not None and r["row"] else (key or "shared", "")
+        out.append([*label, r["tokens"] if r["pre"] else None, r["wall"] / 3600 if r["pre"] else None,
+                    _mean(r["mfu"]) if r["mfu"] else None, f"{r['done']}/{r['planned']}", r["examples"],
+                    None if r["gpu"] is None else r["gpu"] / 3600, r["cpu"] / 3600])
+        for k in ("tokens", "wall", "done", "planned", "examples", "cpu"):
+            total[k] += r[k]
+        total["gpu"] = None if total["gpu"] is None or r["gpu"] is None else total["gpu"] + r["gpu"]
+    out.append(["all", "", total["tokens"], total["wall"] / 3600, None, f"{total['done']}/{total['planned']}",
+                total["examples"], None if total["gpu"] is None else total["gpu"] / 3600, total["cpu"] / 3600])
+    return out
+
+
+def _cost_markdown(table: list[list]) -> str:
+    """Hours to 3 significant digits (a demo model costs a few CPU-minutes), MFU as %, counts with commas."""
+    def cell(i: int, v) -> str:
+        if v is None:
+            return "–"
+        if i == 4:
+            return f"{v:.1%}"
+        if i in (3, 7, 8):
+            return f"{v:.3g}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+    return markdown([table[0], *[[cell(i, v) for i, v in enumerate(r)] for r in table[1:]]])
 
 
 def seed_rows(cols: list[str], models: dict[str, dict]) -> list[list]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pydantic import model_validator
 
+from orchestrator import compute
 from stages import corpus as corpus_stage
 from stages import features as features_stage
 from stages import model_card
@@ -249,10 +250,11 @@ class Trial:
 def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = None,
              report: Callable[[dict], None] | None = None, threads: int = 1, log: Callable[[str], None] = print,
              log_model_artifacts: bool = False, keep_checkpoints: bool = False,
-             cpu_kernels: str = "native") -> dict:
+             cpu_kernels: str = "native", gpu_share: float | None = None) -> dict:
     """Execute `node`, whose folder is `<root>/<node id>`; returns its summary (also written to DONE). Raises
     on failure after recording it. Needs nothing but the node: its params hold its resolved stage config.
-    `cpu_kernels` pins the float kernels of this process (stages.common.CPU_KERNELS) before any torch work."""
+    `cpu_kernels` pins the float kernels of this process (stages.common.CPU_KERNELS) before any torch work.
+    `gpu_share` is what the trial was granted (default: the node's resources), for the DONE's `compute` record."""
     from stages.common import pin_cpu_kernels, quiet_transformers
 
     cpu = pin_cpu_kernels(cpu_kernels)   # first: the kernels are fixed by the first torch operation
@@ -278,8 +280,9 @@ def run_node(node: Node, root: str | Path, tracker=None, run_id: str | None = No
     trial = Trial(node, d, root, on_log, threads, tracker, run_id, log, log_model_artifacts)
     t0 = time.time()
     log(f"[{node.kind}] {node.id}: start")
+    share = float(node.resources.get("gpu") or 0) if gpu_share is None else float(gpu_share)
     with _free_gpu_memory_after():
-        return _run(node, trial, d, root, tracker, run_id, log, keep_checkpoints, t0, cpu)
+        return _run(node, trial, d, root, tracker, run_id, log, keep_checkpoints, t0, cpu, share)
 
 
 @contextlib.contextmanager
@@ -297,7 +300,7 @@ def _free_gpu_memory_after():
 
 
 def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, keep_checkpoints: bool,
-         t0: float, cpu: dict) -> dict:
+         t0: float, cpu: dict, gpu_share: float) -> dict:
     """The attempt itself: the stage, then DONE (or FAILED, or nothing when it was stopped from outside)."""
     try:
         parents_done = _parents_done(node, root)
@@ -319,6 +322,7 @@ def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, ke
         raise
     summary = {"node": node.id, "kind": node.kind, "started_at": t0, "finished_at": time.time(),
                "seconds": time.time() - t0, **summary, "cpu": cpu}
+    summary["compute"] = _compute(node, summary, trial.threads, gpu_share)
     if gpu_memory is not None:
         import torch
 
@@ -333,6 +337,38 @@ def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, ke
         _drop_checkpoints(d)
     log(f"[{node.kind}] {node.id}: done in {summary['seconds']:.1f}s")
     return summary
+
+
+def _compute(node: Node, summary: dict, cpus: int, gpu_share: float) -> dict:
+    """The DONE's cost record (orchestrator/compute.py): a GPU share counts only where CUDA is visible (a
+    CPU-only cluster runs GPU-asking nodes at share 0), MFU only with the model's shape at hand."""
+    import torch
+
+    on_gpu = gpu_share > 0 and torch.cuda.is_available()
+    name = torch.cuda.get_device_name() if on_gpu else None
+    return compute.node_compute(node.kind, summary, node.params, summary["seconds"], float(cpus),
+                                gpu_share if on_gpu else 0.0, name, _trained_shape(node, summary))
+
+
+def _trained_shape(node: Node, summary: dict) -> compute.Shape | None:
+    """The layers' shape of the model a training node trained: its config.json (pretraining: the exported
+    model; fine-tuning: the model it started from, a local folder or a hub id already in the local cache)."""
+    if node.kind == "pretrain":
+        where = summary.get("model_dir")
+    elif node.kind in ("finetune", "forget", "wic"):
+        where = node.params["config"].get("model")
+    else:
+        return None
+    if not where:
+        return None
+    if (Path(where) / "config.json").is_file():
+        return compute.Shape.of(read_json(Path(where) / "config.json"))
+    try:   # a hub id: the stage loaded it, so its config is in the cache; never a download here
+        from transformers import AutoConfig
+
+        return compute.Shape.of(AutoConfig.from_pretrained(where, local_files_only=True).to_dict())
+    except (OSError, ValueError):
+        return None
 
 
 def _start_over_if_needed(node: Node, d: Path, root: Path, log: Callable[[str], None]) -> None:

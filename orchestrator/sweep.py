@@ -95,7 +95,7 @@ def _trial(config: dict) -> None:
     summary = run_node(node, config["root"], tracker, config["run_id"], report=tune.report, threads=threads,
                        log_model_artifacts=config["log_model_artifacts"],
                        keep_checkpoints=config.get("keep_checkpoints", False),
-                       cpu_kernels=config.get("cpu_kernels", "native"))
+                       cpu_kernels=config.get("cpu_kernels", "native"), gpu_share=config["resources"]["gpu"])
     final = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
     tune.report({"done": 1, "seconds": summary["seconds"], **final, **key_report(node.kind, summary)})
 

@@ -183,3 +183,53 @@ def test_xlt_plan_estimate(tmp_path, capsys, monkeypatch):
     assert "fine-tuning: finetune-sweep row, 400,000 real tokens/s per GPU" in out and "design goal" in out
     assert main(["plan", "--estimate", "--throughput", str(tmp_path / "missing.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# --- measured throughput of a previous run (the DONE files' compute records) -------------------------------
+
+def _done(folder, node, kind, **compute):
+    (folder / node).mkdir(parents=True)
+    (folder / node / "DONE").write_text(json.dumps({"kind": kind, "compute": compute}))
+
+
+def test_rates_from_a_previous_runs_compute_records(tmp_path, capsys):
+    from orchestrator.estimate import measured_rates, stated_pretrain_rate
+
+    run = tmp_path / "previous"
+    h100 = "NVIDIA H100 80GB HBM3"
+    _done(run, "pretrain/a", "pretrain", train_tokens_per_s=100_000.0, flops_per_token=5e8, gpu_share=1.0, cpus=8,
+          device=h100)
+    _done(run, "finetune/a/rte/seed1", "finetune", train_tokens_per_s=50_000.0, flops_per_token=5e8,
+          gpu_share=0.25, cpus=2, device=h100)                            # 1e14 FLOP/s per GPU
+    _done(run, "finetune/a/rte/seed2", "finetune", train_tokens_per_s=30_000.0, flops_per_token=5e8,
+          gpu_share=0.25, cpus=2, device=h100)                            # 6e13
+    _done(run, "pretrain/b", "pretrain", train_tokens_per_s=40_000.0, flops_per_token=698_112.0, gpu_share=0.0,
+          cpus=1)                                                          # a CPU node
+    _done(run, "finetune/b/rte/seed1", "finetune", train_tokens_per_s=10_000.0, flops_per_token=698_112.0,
+          gpu_share=0.0, cpus=2)
+    _done(run, "probe/b/layer0", "probe", wall_s=3.0, gpu_share=0.0, cpus=1)      # trains no tokens: not a rate
+    (run / "torn").mkdir()
+    (run / "torn" / "DONE").write_text("{")                                # a torn write is skipped
+    r, n = measured_rates(run, assumed_rates())
+    assert n == 5
+    assert r.pretrain_flops == pytest.approx(100_000 * 5e8)
+    assert r.finetune_flops == pytest.approx(1e14) and r.padding == 0.0   # upper median of 1e14 and 6e13
+    assert r.cpu_flops == pytest.approx(40_000 * 698_112) and r.cpu_finetune_flops == pytest.approx(5_000 * 698_112)
+    assert any(n.startswith("pretraining: measured in") for n in r.notes)
+    assert not any(n.startswith("pretraining: MFU 40%") for n in r.notes)
+    # The measured CPU rate gives back the measured time: 1,638,400 tokens at 40,000 tokens/s per CPU, + 3 s.
+    g = build_graph(load_sweep(DEFAULT_CONFIG, CORE, base_dir=tmp_path))
+    job = next(j for j in Work(g, r).jobs() if j.id == "pretrain/S-to-en-frequency")
+    assert job.seconds == pytest.approx(1_638_400 / (40_000 * job.cpu) + 3)
+    stated = stated_pretrain_rate(754_267, r)
+    assert stated.pretrain_flops == pytest.approx(754_267 * 524_482_560)
+    assert stated.notes[0].startswith("pretraining: stated 754,267 tokens/s")
+    assert main(["plan", str(DEFAULT_CONFIG), f"output_dir={tmp_path / 'new'}", "--estimate", "--measured",
+                 str(run), "--pretrain-tokens-per-s", "754267"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU training rates: measured in" in out and "pretraining: stated 754,267" in out
+    assert main(["plan", "--estimate", "--measured", str(tmp_path / "none")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["plan", "--estimate", "--measured", str(tmp_path / "empty")]) == 2
+    assert "no finished training node there has a compute record" in capsys.readouterr().err

@@ -93,6 +93,24 @@ def test_done_records_its_hash_parents_and_outputs_and_drops_checkpoints(finishe
     assert not (graph.node_dir(MOVED) / "checkpoint.prev").exists()
 
 
+def test_done_records_what_the_node_cost(finished, tmp_path):
+    """compute: wall time and device-seconds of what the trial held, tokens / examples seen, FLOPs per token
+    of the trained shape by hand (1 layer, H 16, F 32: N = 4*16*16 + 4*16 + 2*16*32 + 32 + 16 + 4*16 = 2,224;
+    6N + 12*L*H*S at S 32 = 13,344 + 6,144), and no MFU off a GPU."""
+    graph = build_graph(load_sweep(_copy(finished, tmp_path)))
+    pre, ft = read_done(graph, MOVED), read_done(graph, FT)
+    for record in (pre, ft):
+        c = record["compute"]
+        assert c["wall_s"] == record["seconds"] and c["cpus"] == 1.0 and c["gpu_share"] == 0.0
+        assert c["cpu_seconds"] == c["wall_s"] and c["gpu_seconds"] == 0.0 and c["device"] == "cpu"
+        assert c["flops_per_token"] == 19_488 and "mfu" not in c
+    assert pre["compute"]["tokens_seen"] == 4 * 8 * 32                    # max_steps x batch x block
+    assert pre["compute"]["train_tokens_per_s"] == pre["result"]["tokens_per_s"]
+    assert ft["compute"]["examples_seen"] == ft["result"]["train_examples"] * 1 > 0     # one epoch
+    tok = next(n for n in graph.nodes if n.startswith("tokenizer/"))
+    assert "tokens_seen" not in read_done(graph, tok)["compute"]
+
+
 def test_keep_checkpoints_keeps_them(tmp_path):
     cfg = _sweep(tmp_path)
     graph = build_graph(load_sweep(cfg, ["keep_checkpoints=true"]))

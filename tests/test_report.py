@@ -349,3 +349,38 @@ def test_reattached_models_split_the_drop_into_the_bodys_and_the_embeddings(tmp_
     assert got["en"] == pytest.approx(70.0 - mean4)
     text, folder = write_report(g)
     assert "Forgetting split in two" in text and (folder / "forgetting_reattached_S.csv").exists()
+
+
+def test_cost_table_sums_each_models_pretraining_and_evaluations(tmp_path):
+    from orchestrator.report import cost_table
+
+    g = _demo_graph(tmp_path)
+
+    def done(node_id, compute, **extra):
+        write_json(g.node_dir(node_id) / "settings.json", {"hash": g.nodes[node_id].hash})
+        write_json(g.node_dir(node_id) / "DONE", {"metrics": {"accuracy": 0.5}, "compute": compute, **extra})
+
+    done("pretrain/S-to-en-frequency", {"wall_s": 3600.0, "gpu_seconds": 3600.0, "cpu_seconds": 4 * 3600.0,
+                                        "tokens_seen": 1_000_000, "mfu": 0.4})
+    done("finetune/S-to-en-frequency/sst2/seed1", {"wall_s": 1800.0, "gpu_seconds": 450.0, "cpu_seconds": 3600.0,
+                                                   "examples_seen": 300})
+    done("finetune/S-to-en-frequency/rte/seed1", {"wall_s": 1800.0, "gpu_seconds": 450.0, "cpu_seconds": 3600.0,
+                                                  "examples_seen": 200})
+    tok = next(n for n in g.nodes if n.startswith("tokenizer/"))
+    done(tok, {"wall_s": 360.0, "gpu_seconds": 0.0, "cpu_seconds": 360.0})
+    write_json(g.node_dir("finetune/S/cola/seed1") / "settings.json", {"hash": g.nodes["finetune/S/cola/seed1"].hash})
+    write_json(g.node_dir("finetune/S/cola/seed1") / "DONE", {"metrics": {"mcc": 0.1}, "seconds": 7200.0})  # old DONE
+    table = cost_table(g)
+    assert table[0][:3] == ["Lang", "Vocab", "pretrain tokens"]
+    planned = sum(1 for n in g.nodes.values() if n.model == "S-to-en-frequency" and n.kind != "pretrain")
+    freq = next(r for r in table if r[:2] == ["S→en", "en"])
+    assert freq[2:] == [1_000_000, 1.0, 0.4, f"2/{planned}", 500, 1.25, 6.0]   # (3600 + 450 + 450) / 3600
+    s = next(r for r in table if r[:2] == ["S", "S"])
+    cpus = g.nodes["finetune/S/cola/seed1"].resources["cpu"]
+    assert s[2] is None and s[6] == 0 and s[7] is None and s[8] == pytest.approx(2 * cpus)   # GPU share unknown
+    shared = next(r for r in table if r[0] == "shared")
+    assert shared[7] == 0.0 and shared[8] == 0.1 and table[-1][0] == "all"
+    assert table[-1][7] is None and table[-1][8] == pytest.approx(6.0 + 2 * cpus + 0.1)
+    text, folder = write_report(g)
+    assert (folder / "cost.csv").read_text().splitlines()[0].startswith("Lang,Vocab,pretrain tokens")
+    assert f"| S→en | en | 1,000,000 | 1 | 40.0% | 2/{planned} | 500 | 1.25 | 6 |" in text
