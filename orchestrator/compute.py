@@ -5,8 +5,9 @@
 - cpus, gpu_share: what the trial held (the share Ray granted; 0 where no CUDA device was visible);
 - cpu_seconds = wall_s x cpus, gpu_seconds = wall_s x gpu_share: the device-seconds the sweep paid for the node
   whether or not it kept the device busy;
-- tokens_seen (pretraining: steps x batch x block, the packed token slots of the whole budget, the steps before a
-  resume included) and examples_seen (fine-tuning, forgetting, WiC: training examples x epochs);
+- tokens_seen (pretraining: steps x batch x block, the packed token slots this node trained, the steps before a
+  crash-resume included, a learning-curve segment's predecessors' not) and examples_seen (fine-tuning,
+  forgetting, WiC: training examples x epochs);
 - wall_s of a resumed node is its last attempt's only (the earlier attempts' time is not recorded);
 - flops_per_token: 6N + 12 L H S for training, N the layers' parameters (embeddings and MLM head left out, as
   in gpu_check's MFU), S the block size (pretraining) or the maximum length (fine-tuning: an upper bound on the
@@ -82,9 +83,12 @@ def node_compute(kind: str, summary: dict, params: dict, wall_s: float, cpus: fl
            "cpu_seconds": wall_s * cpus, "gpu_seconds": wall_s * gpu_share}
     tokens_per_s, seq = None, None
     if kind == "pretrain":
-        out["tokens_seen"] = int(result.get("tokens_seen") or 0)
+        # a learning-curve segment's own tokens: the run's count less the steps it resumed from
+        steps, start = result.get("steps") or 0, result.get("start_step") or 0
+        seen = int(result.get("tokens_seen") or 0)
+        out["tokens_seen"] = seen * (steps - start) // steps if steps else seen
         tokens_per_s, seq = result.get("tokens_per_s"), cfg.get("block_size")
-    elif kind in ("finetune", "forget", "wic"):
+    elif kind in ("finetune", "curve", "forget", "wic"):
         out["examples_seen"] = int(round((result.get("train_examples") or 0) * float(cfg.get("epochs") or 0)))
         tokens_per_s, seq = result.get("train_tokens_per_s"), cfg.get("max_length")
     if tokens_per_s and shape and seq:

@@ -175,6 +175,28 @@ class ForgettingSection(ForgettingSettings):
     _seeds = field_validator("seeds")(classmethod(lambda cls, v: _distinct_seeds(v)))
 
 
+class LearningCurveSection(StageConfig):
+    """Learning curves inside the pretraining budget: each chosen model's continued pretraining runs as a chain
+    of segments cut at `fractions` of its step budget (each resuming the one before from its checkpoint, so the
+    last ends on the model an uninterrupted run gives), and `tasks` are fine-tuned from every cut, each node
+    gated on its own segment, not on the end of pretraining. The budget's end (1.0) is the model's Table 2
+    fine-tunes of the same tasks and seeds."""
+    fractions: list[float] = setting([0.1, 0.25, 0.5], "shares of the pretraining budget, increasing, each in (0, 1)",
+                                     min_length=1)
+    tasks: list[str] = setting(["sst2"], "GLUE tasks fine-tuned at each point (among finetune.tasks)", min_length=1)
+    seeds: list[int] | None = setting(None, "fine-tuning seeds (null: finetune.seeds; a subset of them)")
+    models: list[str] | None = setting(None, "model keys (null: every model pretrained on English in the sweep: "
+                                             "each [lang->en] and [en][en])")
+
+    @field_validator("fractions")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"{v}: give increasing shares strictly between 0 and 1, e.g. [0.1, 0.25, 0.5] (the "
+                             "budget's end is the model's own fine-tunes)")
+        return v
+
+
 class WinogenderSection(WinogenderSettings):
     """Winogender as NLI (SuperGLUE AX-g, paper Table 10), scored with each model's RTE fine-tunes."""
     models: list[str] | None = setting(None, "model keys (null: every model fine-tuned on GLUE)")
@@ -218,6 +240,7 @@ class Sweep(StageConfig):
     wic: WicSection | None = setting(None, "WiC")
     forgetting: ForgettingSection | None = setting(None, "source-language forgetting")
     winogender: WinogenderSection | None = setting(None, "Winogender (AX-g)")
+    learning_curve: LearningCurveSection | None = setting(None, "GLUE scores at shares of the pretraining budget")
     resources: ResourceSettings = setting(ResourceSettings(), "Ray resources per trial of each kind")
 
 
@@ -390,6 +413,17 @@ def validate(s: Sweep) -> None:
                               "[scandisent-sv] or remove the forgetting section")
     if s.winogender is not None and "rte" not in s.finetune.tasks:
         raise ConfigError("winogender: it is scored with RTE fine-tunes; add rte to finetune.tasks")
+    if s.learning_curve is not None:
+        lc = s.learning_curve
+        for t in lc.tasks:
+            if t not in s.finetune.tasks:
+                raise ConfigError(f"learning_curve.tasks: {t!r} is not in finetune.tasks ({', '.join(s.finetune.tasks)}"
+                                  "): the budget's end is read from the model's own fine-tunes of the task; add it "
+                                  "there, change learning_curve.tasks, or leave the curves out (learning_curve=null)")
+        extra = [x for x in (lc.seeds or []) if x not in s.finetune.seeds]
+        if extra:
+            raise ConfigError(f"learning_curve.seeds: {extra} not in finetune.seeds {s.finetune.seeds}: the budget's "
+                              "end is read from the model's own fine-tunes of those seeds")
 
 
 def resolve_paths(s: Sweep, base: Path) -> Sweep:

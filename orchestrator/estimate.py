@@ -490,6 +490,9 @@ class Work:
 
     def _find_shape(self, node) -> Shape:
         if node.kind == "pretrain":
+            for p in node.parents:   # a learning-curve segment: the shape of the segment before it
+                if self.g.nodes[p].kind == "pretrain" and self.g.nodes[p].model == node.model:
+                    return self.shape(self.g.nodes[p])
             t = node.params["transfer"]
             if t["mode"] == "build":
                 a = t["architecture"]
@@ -499,7 +502,7 @@ class Work:
                     return self.shape(self.g.nodes[p])
             return self._model_shape(t["source"])
         for p in node.parents:   # a model of the sweep: its pretraining node (or the fine-tune Winogender scores)
-            if self.g.nodes[p].kind in ("pretrain", "finetune", "features", "reattach"):
+            if self.g.nodes[p].kind in ("pretrain", "finetune", "features", "reattach"):   # curve: its segment
                 return self.shape(self.g.nodes[p])
         return self._model_shape(node.params["config"].get("model"))
 
@@ -642,6 +645,9 @@ class Work:
     def _finetune(self, node):
         return self._fine_tune(node, self.glue_size(node.params["config"]))
 
+    def _curve(self, node):
+        return self._fine_tune(node, self.glue_size(node.params["config"]))
+
     def _forget(self, node):
         return self._fine_tune(node, self.source_task_size(node.params["config"]))
 
@@ -717,10 +723,14 @@ class Work:
         else:
             tokens = cfg["epochs"] * self.corpus_tokens(cfg["corpus"])
             how = f"{_n(cfg['epochs'], 'epoch')} of {self.corpus_name(cfg['corpus'])}"
+        start, stop = node.params.get("segment") or (0.0, 1.0)   # a learning-curve segment trains its share
+        if (start, stop) != (0.0, 1.0):
+            tokens *= stop - start
+            how += f", the segment from {start:.0%} to {stop:.0%}"
         shape = self.shape(node)
         seconds = self._train_seconds(node, tokens * flops_per_token(shape, block), self.r.pretrain_flops)
         what = f"{_fmt_tokens(tokens)} tokens ({how}), {shape}"
-        if node.params["transfer"]["mode"] == "keep":    # its vocabulary is cut in the trial: it tokenizes there
+        if node.params["transfer"]["mode"] == "keep" and start == 0.0:   # it cuts its vocabulary and tokenizes
             corpus = self.corpus_tokens(cfg["corpus"])
             seconds += corpus / (self.r.tokenize_per_cpu * float(node.resources.get("cpu") or 1))
             what += f"; tokenizes {_fmt_tokens(corpus)} tokens first"

@@ -289,13 +289,30 @@ class _ModelBuilder:
                          "wechsel_source_vectors": src_vec, "wechsel_target_vectors": tgt_vec}
 
     def pretrain(self, key: str, parents: tuple[str, ...], transfer: TransferConfig, corpus: str, settings,
-                 row) -> str:
+                 row, curve: bool = False) -> str:
+        """The pretraining node of model `key`. With `curve` (learning_curve), a chain of segment nodes cut at
+        the curve's fractions comes first: the first runs the transfer into its init/ and trains to the first
+        cut, each next one resumes from the checkpoint before it, and `pretrain/<key>` finishes the budget."""
         node_id = f"pretrain/{key}"
-        d = self.g.node_dir(node_id)
-        transfer = transfer.model_copy(update={"output_dir": str(d / "init"), "seed": self.s.seed})
-        cfg = PretrainConfig(**settings.model_dump(), init_model=str(d / "init"), corpus=self.s.corpora[corpus],
-                             output_dir=str(d), cache_dir=self.cache_dir, seed=self.s.seed)
-        return self.g.emit(node_id, "pretrain", parents, cfg, model=key, row=row, transfer=transfer).id
+        cuts = self.s.learning_curve.fractions if curve else []
+        first = self.g.node_dir(curve_point(key, cuts[0]) if cuts else node_id)
+        transfer = transfer.model_copy(update={"output_dir": str(first / "init"), "seed": self.s.seed})
+        prev = None
+        for start, stop in zip([0.0, *cuts], [*cuts, None]):
+            nid = node_id if stop is None else curve_point(key, stop)
+            d = self.g.node_dir(nid)
+            cfg = PretrainConfig(**settings.model_dump(), init_model=str(first / "init"),
+                                 corpus=self.s.corpora[corpus], output_dir=str(d), cache_dir=self.cache_dir,
+                                 seed=self.s.seed, stop_at_fraction=stop,
+                                 resume_from=str(self.g.node_dir(prev) / "checkpoint") if prev else None)
+            segment = {"segment": [start, stop or 1.0]} if cuts else {}
+            prev = self.g.emit(nid, "pretrain", (prev,) if prev else parents, cfg, model=key, row=row,
+                               transfer=transfer, **segment).id
+        return prev
+
+    def curve(self, key: str) -> bool:
+        lc = self.s.learning_curve
+        return lc is not None and (lc.models is None or key in lc.models)
 
     def source(self, name: str) -> tuple[str, str | None]:
         """The source's model folder (or hub id) and the node that builds it in the sweep (or None)."""
@@ -340,7 +357,7 @@ class _ModelBuilder:
             transfer = TransferConfig(**src.model_dump(include=set(TransferSettings.model_fields)), mode=mode,
                                       source=path, target_tokenizer=tok_dir, target_counts=target_counts,
                                       source_counts=source_counts, output_dir="-", **extra)
-            node = self.pretrain(key, parents, transfer, s.target.corpus, s.pretrain, row)
+            node = self.pretrain(key, parents, transfer, s.target.corpus, s.pretrain, row, self.curve(key))
             self.add(Model(key, row, str(self.g.node_dir(node) / "model"), node, name))
 
     def _source_counts(self, name: str, path: str, build_node: str | None) -> str:
@@ -366,8 +383,13 @@ class _ModelBuilder:
             init = TransferConfig(mode="scratch", source=s.sources[like].model, target_tokenizer=tok_dir,
                                   output_dir="-")
         node = self.pretrain("en-scratch", (tok, self.tokenized_by(s.target.corpus, tok)), init, s.target.corpus,
-                             s.pretrain, ("en", "en"))
+                             s.pretrain, ("en", "en"), self.curve("en-scratch"))
         self.add(Model("en-scratch", ("en", "en"), str(self.g.node_dir(node) / "model"), node, "en"))
+
+
+def curve_point(key: str, fraction: float) -> str:
+    """The id of model `key`'s pretraining segment that ends at `fraction` of the budget: pretrain/<key>@25pct."""
+    return f"pretrain/{key}@{fraction * 100:g}pct"
 
 
 def _models(g: Graph) -> dict[str, Model]:
@@ -505,7 +527,38 @@ def _forgetting(g: Graph, models: dict[str, Model]) -> None:
             tune(back, own, name, (node_id,), reattached=m.key)
 
 
-BUILDERS = (_glue, _winogender, _probe, _wic, _forgetting)
+def _learning_curves(g: Graph, models: dict[str, Model]) -> None:
+    """GLUE fine-tunes from each learning-curve segment (kind `curve`), gated on that segment alone. The end
+    of the budget is the model's own `finetune` nodes of the same tasks and seeds (the report reads them)."""
+    s, lc = g.sweep, g.sweep.learning_curve
+    if lc is None:
+        return
+    for key in lc.models or []:
+        if key not in models:
+            raise ConfigError(f"learning_curve.models: unknown model {key!r}; models of this sweep: "
+                              f"{', '.join(models)}")
+        if models[key].source == key or not models[key].node:
+            raise ConfigError(f"learning_curve.models: {key!r} is a source model, not pretrained on English in this "
+                              "sweep; name [lang->en] models or en-scratch")
+    ft = s.finetune
+    settings = ft.model_dump(exclude={"tasks", "seeds", "predict_test", "save_model"})
+    for m in models.values():
+        if m.node is None or m.source == m.key or not (lc.models is None or m.key in lc.models):
+            continue
+        for fraction in lc.fractions:
+            point = curve_point(m.key, fraction)
+            for task in lc.tasks:
+                spec = GLUE_TASKS[task]
+                files = ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]
+                data = [str(Path(ft.data_dir) / spec.folder / f) for f in files] if ft.data_dir else []
+                for seed in lc.seeds or ft.seeds:
+                    node_id = f"curve/{m.key}@{fraction * 100:g}pct/{task}/seed{seed}"
+                    cfg = FinetuneConfig(**settings, model=str(g.node_dir(point) / "model"), task=task, seed=seed,
+                                         output_dir=str(g.node_dir(node_id)))
+                    g.emit(node_id, "curve", (point,), cfg, model=m.key, row=m.row, data=data, fraction=fraction)
+
+
+BUILDERS = (_glue, _winogender, _probe, _wic, _forgetting, _learning_curves)
 
 
 def build_graph(s: Sweep) -> Graph:

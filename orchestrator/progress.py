@@ -28,7 +28,7 @@ def key_metric(kind: str, summary: dict) -> tuple[str, float] | None:
     """The one number a finished node is judged by, from its summary (the runner's DONE contents)."""
     metrics = summary.get("metrics") or {}
     result = summary.get("result") or {}
-    if kind in ("finetune", "forget"):
+    if kind in ("finetune", "curve", "forget"):
         from stages.glue import primary_metric
 
         name = primary_metric(summary["task"])

@@ -347,10 +347,10 @@ def init_table(graph: Graph) -> list[list]:
     table = [["Lang", "Vocab", "init", "copied", "composed", "random", "special", "identity %", "cos nearest",
               "cos top-10", "moved emb.", "moved body"]]
     for node in graph.nodes.values():
-        if node.kind != "pretrain":
+        if node.kind != "pretrain" or node.params["config"].get("stop_at_fraction"):   # one row per model
             continue
         d = graph.node_dir(node.id)
-        report = d / "init" / "mapping_report.json"
+        report = Path(node.params["transfer"]["output_dir"]) / "mapping_report.json"   # a curve's first segment
         moved = d / "movement.json"
         if not report.is_file() and not moved.is_file():
             continue
@@ -823,6 +823,7 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                  "moved = ||W - W_init|| / ||W_init|| after continued pretraining (embeddings; the whole body)\n\n"
                  + markdown(inits))
     text += _statistics_section(graph, folder)
+    text += _curve_section(graph, folder)
     cost = cost_table(graph)
     _write_csv(folder / "cost.csv", cost)
     text += ("\nCost per model (each node's DONE `compute`): its own pretraining (tokens seen, wall hours, MFU on a "
@@ -833,6 +834,173 @@ def write_report(graph: Graph) -> tuple[str, Path]:
     text += _degenerate_section(degenerate_runs(graph))
     (folder / "report.md").write_text(text)
     return text, folder
+
+
+# --- learning curves (the sweep's learning_curve section) -------------------------------------------------
+
+CURVE_HEADER = ["Lang", "Vocab", "task", "budget", "tokens", "mean", "lo", "hi", "seeds"]
+MATCH_HEADER = ["Lang", "Vocab", "task", "[en][en] final", "lo", "hi", "tokens to reach lo", "tokens to match",
+                "tokens to pass hi"]
+
+
+def _task_score(done: dict, task: str) -> float:
+    """A fine-tune's score on `task` x100 (MNLI: the mean of m and mm); NaN when undefined or flagged."""
+    keys = [key for _, _, key in _columns([task])]
+    vals = [_score(done, k) if k in (done.get("metrics") or {}) else math.nan for k in keys]
+    return float(np.mean(vals)) if all(_defined(v) for v in vals) else math.nan
+
+
+def curve_points(graph: Graph) -> dict[str, dict]:
+    """{model: {"row", "points": {fraction: {"tokens", "scores": {task: {seed: x100}}}}}} for every model with
+    learning-curve nodes. Fraction 1.0 is the end of the budget: the model's own GLUE fine-tunes of the curve's
+    tasks and seeds. Tokens are what the segment (or the whole pretraining) had trained on when it ended."""
+    lc = graph.sweep.learning_curve
+    if lc is None:
+        return {}
+    from orchestrator.graph import curve_point
+
+    seeds = set(lc.seeds or graph.sweep.finetune.seeds)
+    keys = list(dict.fromkeys(n.model for n in graph.nodes.values() if n.kind == "curve"))
+    out: dict[str, dict] = {}
+    for key in keys:
+        out[key] = {"row": None, "points": {}}
+        for f in [*lc.fractions, 1.0]:
+            pre = read_done(graph, f"pretrain/{key}" if f == 1.0 else curve_point(key, f))
+            out[key]["points"][f] = {"tokens": (pre or {}).get("result", {}).get("tokens_seen"),
+                                     "scores": {t: {} for t in lc.tasks}}
+    for n in graph.nodes.values():
+        cfg = n.params["config"] if n.kind in ("curve", "finetune") else None
+        if cfg is None or n.model not in out or cfg["task"] not in lc.tasks or cfg["seed"] not in seeds:
+            continue
+        f = n.params["fraction"] if n.kind == "curve" else 1.0
+        out[n.model]["row"] = n.row
+        done = read_done(graph, n.id)
+        if done and done.get("metrics"):
+            out[n.model]["points"][f]["scores"][cfg["task"]][cfg["seed"]] = _task_score(done, cfg["task"])
+    return out
+
+
+def curve_table(graph: Graph, points: dict[str, dict]) -> list[list]:
+    """One row per model, task and budget point: tokens, the mean over seeds with its 95% seed-bootstrap
+    interval, and the seed count."""
+    rows = [CURVE_HEADER]
+    for key, m in points.items():
+        for task in graph.sweep.learning_curve.tasks:
+            for f, p in m["points"].items():
+                vals = list(p["scores"][task].values())
+                ok = [v for v in vals if _defined(v)]
+                ci = stats.mean_interval(ok, graph.sweep.seed, f"curve|{key}|{task}|{f}")
+                rows.append([*(m["row"] or (key, "")), task, f, p["tokens"], _mean(vals) if vals else None,
+                             *(ci or (None, None)), f"{len(ok)}/{len(vals)}"])
+    return rows
+
+
+def match_table(graph: Graph, table: list[list]) -> list[list]:
+    """Per [lang->en] model and task: [en][en]'s final score with its interval, and the pretraining tokens at
+    which the model's mean first reaches the interval's low end, the mean itself and the high end. A point is
+    a cut of the budget, so "first" is the first cut at or above the line: the true crossing lies between it and
+    the cut before. None: not reached within the budget (or [en][en] has no final score yet)."""
+    out = [MATCH_HEADER]
+    ref = {}
+    by_model: dict[tuple, list[list]] = {}
+    for r in table[1:]:
+        by_model.setdefault((r[0], r[1], r[2]), []).append(r)
+    scratch = [n for n in graph.nodes.values() if n.model == "en-scratch" and n.kind == "finetune"]
+    if not scratch:
+        return out
+    seeds = set(graph.sweep.learning_curve.seeds or graph.sweep.finetune.seeds)
+    for task in graph.sweep.learning_curve.tasks:
+        vals = [_task_score(d, task) for n in scratch if n.params["config"]["task"] == task
+                and n.params["config"]["seed"] in seeds and (d := read_done(graph, n.id)) and d.get("metrics")]
+        ok = [v for v in vals if _defined(v)]
+        if ok:
+            ci = stats.mean_interval(ok, graph.sweep.seed, f"curve|en-scratch|{task}|1.0") or (None, None)
+            ref[task] = (float(np.mean(ok)), *ci)
+    for (lang, vocab, task), rows in by_model.items():
+        if (lang, vocab) == ("en", "en") or task not in ref:
+            continue
+        mean, lo, hi = ref[task]
+        rows = sorted((r for r in rows if _defined(r[5]) and r[4] is not None), key=lambda r: r[3])
+
+        def first(line):
+            return next((r[4] for r in rows if line is not None and r[5] >= line), None)
+        out.append([lang, vocab, task, mean, lo, hi, first(lo), first(mean), first(hi)])
+    return out
+
+
+def _curve_markdown(table: list[list]) -> str:
+    def cell(i, v):
+        if i == 3:
+            return f"{v:.0%}"
+        if i == 4:
+            return "–" if v is None else f"{v:,}"
+        return v
+    return markdown([table[0], *[[cell(i, v) for i, v in enumerate(r)] for r in table[1:]]])
+
+
+def _match_markdown(table: list[list]) -> str:
+    def cell(i, v):
+        if i >= 6:
+            return "not within the budget" if v is None else f"{v:,}"
+        return v
+    return markdown([table[0], *[[cell(i, v) for i, v in enumerate(r)] for r in table[1:]]])
+
+
+def _curve_figure(path: Path, table: list[list], match: list[list]) -> bool:
+    """One panel per task: each model's mean against pretraining tokens with its 95% band, and [en][en]'s final
+    score with its interval as a dashed line and band."""
+    rows = [r for r in table[1:] if _defined(r[5]) and r[4] is not None]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r[2] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for label in dict.fromkeys((r[0], r[1]) for r in rows if r[2] == task):
+            pts = sorted((r for r in rows if r[2] == task and (r[0], r[1]) == label), key=lambda r: r[4])
+            x = [r[4] for r in pts]
+            line, = ax.plot(x, [r[5] for r in pts], "o-", markersize=3, label=_label(label))
+            banded = [r for r in pts if r[6] is not None]
+            if banded:
+                ax.fill_between([r[4] for r in banded], [r[6] for r in banded], [r[7] for r in banded],
+                                color=line.get_color(), alpha=0.15)
+        ref = next((r for r in match[1:] if r[2] == task), None)
+        if ref:
+            ax.axhline(ref[3], color="black", linestyle="--", linewidth=0.8, label="[en][en] final")
+            if ref[4] is not None:
+                ax.axhspan(ref[4], ref[5], color="black", alpha=0.08)
+        ax.set_title(f"{TASK_NAMES.get(task, task)} against pretraining tokens")
+        ax.set_xlabel("tokens of continued pretraining")
+        ax.set_ylabel("score x100")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _curve_section(graph: Graph, folder: Path) -> str:
+    points = curve_points(graph)
+    if not points:
+        return ""
+    table = curve_table(graph, points)
+    match = match_table(graph, table)
+    _write_csv(folder / "learning_curves.csv", table)
+    _write_csv(folder / "tokens_to_match.csv", match)
+    text = ("\nLearning curves x100 (learning_curve): GLUE fine-tuned from cuts of each model's continued "
+            "pretraining; budget 100% is the model's Table 2 fine-tunes of the same tasks and seeds; interval: 95% "
+            "seed bootstrap\n\n" + _curve_markdown(table))
+    if len(match) > 1:
+        text += ("\nPretraining tokens at which each model's mean first reaches [en][en]'s final score (its "
+                 "interval's low end, its mean, its high end), read at the cuts: the crossing lies between the "
+                 "cut named and the one before\n\n" + _match_markdown(match))
+    if _curve_figure(folder / "learning_curves.png", table, match):
+        text += "\nLearning curves: learning_curves.png (numbers: learning_curves.csv, tokens_to_match.csv)\n"
+    return text
 
 
 # --- what each model cost (the DONE files' `compute`, orchestrator/compute.py) -------------------------

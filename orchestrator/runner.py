@@ -333,8 +333,8 @@ def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, ke
     if tracker and run_id:                    # at once: a kill after DONE must not leave the run RUNNING
         tracker.log_artifact(run_id, d / DONE, "node")
         tracker.finish(run_id, ok=True)
-    if not keep_checkpoints:
-        _drop_checkpoints(d)
+    if not keep_checkpoints and not node.params["config"].get("stop_at_fraction"):
+        _drop_checkpoints(d)    # a learning-curve segment keeps its last: the next segment starts from it
     log(f"[{node.kind}] {node.id}: done in {summary['seconds']:.1f}s")
     return summary
 
@@ -355,7 +355,7 @@ def _trained_shape(node: Node, summary: dict) -> compute.Shape | None:
     model; fine-tuning: the model it started from, a local folder or a hub id already in the local cache)."""
     if node.kind == "pretrain":
         where = summary.get("model_dir")
-    elif node.kind in ("finetune", "forget", "wic"):
+    elif node.kind in ("finetune", "curve", "forget", "wic"):
         where = node.params["config"].get("model")
     else:
         return None
@@ -654,6 +654,8 @@ KINDS: dict[str, Kind] = {
     "features": Kind(features_stage.FeaturesConfig, _features, Resources(cpu=2, gpu=0.25), 3),
     "reattach": Kind(reattach_stage.ReattachConfig, _reattach, Resources(cpu=1, gpu=0), 3),
     "finetune": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 4),
+    # GLUE fine-tunes from a learning-curve segment (learning_curve): kept apart from Table 2's `finetune`.
+    "curve": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 4),
     "probe": Kind(probe_stage.ProbeConfig, _probe, Resources(cpu=1, gpu=0.1), 5),
     "wic": Kind(wic_stage.WicConfig, _wic, Resources(cpu=2, gpu=0.25), 5),
     "forget": Kind(finetune_stage.FinetuneConfig, _finetune, Resources(cpu=2, gpu=0.25), 5),

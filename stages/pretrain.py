@@ -71,6 +71,11 @@ class PretrainConfig(PretrainSettings):
     cache_dir: str = setting(doc="tokenized corpora, shared by every node of a sweep")
     seed: int = setting(0, "batch order, masks and dropout")
     num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
+    # A learning-curve segment (the sweep's learning_curve section): the same run, cut at a share of its budget.
+    stop_at_fraction: float | None = setting(None, "stop at this share of the step budget (a learning-curve point): "
+                                                   "export model/ and a resumable checkpoint there", gt=0, lt=1)
+    resume_from: str | None = setting(None, "the checkpoint folder to start from when output_dir has none of its "
+                                            "own: the previous segment's (learning curves)")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class PretrainResult:
     padding_fraction: float
     resumed_from_step: int
     seconds: float
+    start_step: int = 0               # where this node began: 0, or the step of its resume_from checkpoint
 
 
 class SparseMLM(torch.nn.Module):
@@ -339,6 +345,10 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
         raise StageError(f"{len(data.train_blocks)} training blocks cannot fill one batch of {cfg.batch_size}; "
                          "give a larger corpus or a smaller batch_size")
     total_steps = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * steps_per_epoch))
+    # A segment stops early; the schedule and the batches are still those of the whole budget, so the segments
+    # chained by resume_from end on the model an uninterrupted run gives (tests/test_pretrain.py).
+    end = total_steps if cfg.stop_at_fraction is None else min(total_steps, max(1, round(cfg.stop_at_fraction *
+                                                                                       total_steps)))
 
     model = AutoModelForMaskedLM.from_pretrained(resolve_pretrained(cfg.init_model))
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
@@ -350,12 +360,22 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total_steps)
     wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
 
-    step = 0
-    good = _good_checkpoint(out, log)
+    step, start = 0, 0
+    if cfg.resume_from:
+        src = Path(cfg.resume_from)
+        problem = checkpoint_problem(src)
+        if problem:
+            raise StageError(f"resume_from {src}: {problem}; that learning-curve segment must run again (delete "
+                             f"its DONE, {src.parent / 'DONE'}, and rerun the sweep)")
+        start = read_json(src / "trainer_state.json")["step"]
+        if start > end:
+            raise StageError(f"resume_from {src} is at step {start}, past this node's stop at step {end} of "
+                             f"{total_steps}: the learning-curve fractions must increase")
+    good = _good_checkpoint(out, log) or (Path(cfg.resume_from) if cfg.resume_from else None)
     if good is not None:
         accelerator.load_state(str(good))
         step = read_json(good / "trainer_state.json")["step"]
-        log(f"[pretrain] resuming from checkpoint {good.name} at step {step}/{total_steps}")
+        log(f"[pretrain] resuming from checkpoint {good} at step {step}/{total_steps}")
     resumed_from = step
 
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
@@ -385,7 +405,8 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     forward = torch.compile(wrapped) if cfg.compile else wrapped
     log(f"[pretrain] {cfg.init_model}: {len(data.train_blocks):,} train / {len(data.eval_blocks):,} held-out blocks "
         f"of {cfg.block_size}; {total_steps} steps x {cfg.batch_size} seqs (accumulation {accum}); "
-        f"precision {accelerator.mixed_precision}" + (", torch.compile" if cfg.compile else ""))
+        + (f"this segment stops at step {end}; " if end < total_steps else "")
+        + f"precision {accelerator.mixed_precision}" + (", torch.compile" if cfg.compile else ""))
     # Batches are built and masked by numpy and torch on the CPU: a background thread prepares the next
     # ones while the device computes, so the GPU does not wait for the host between micro-batches.
     # XLT_SYNC_DEBUG=error (the GPU check sets it): a step that neither logs nor checkpoints fails at any
@@ -393,10 +414,10 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
     sync_debug = os.environ.get("XLT_SYNC_DEBUG") if accelerator.device.type == "cuda" else None
 
     def reports(n: int) -> bool:
-        return n % cfg.log_every == 0 or n == total_steps or n % cfg.checkpoint_every == 0
+        return n % cfg.log_every == 0 or n == end or n % cfg.checkpoint_every == 0
 
-    with Prefetcher(micro_batch, first=step * accum, stop=total_steps * accum, ahead=2 * accum) as batches:
-        while step < total_steps:
+    with Prefetcher(micro_batch, first=step * accum, stop=end * accum, ahead=2 * accum) as batches:
+        while step < end:
             if sync_debug:
                 torch.cuda.set_sync_debug_mode(0 if reports(step + 1) else sync_debug)
             t0 = time.perf_counter()
@@ -419,13 +440,16 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
             window_tokens += tokens_per_step
             window_time += time.perf_counter() - t0
             total_time += time.perf_counter() - t0
+            if step == end < total_steps:
+                # the next segment's start: saved before the evaluation below, as an uninterrupted run has it
+                _save_checkpoint(accelerator, out, step)
 
-            if step % cfg.log_every == 0 or step == total_steps:
+            if step % cfg.log_every == 0 or step == end:
                 last_loss = float(step_loss) / accum       # host syncs only here, at logging steps
                 metrics = {"train/loss": float(window_loss) / window_steps, "train/lr": scheduler.get_last_lr()[0],
                            "train/tokens_per_s": window_tokens / max(window_time, 1e-9),
                            "train/padding_fraction": window_pad / max(1, window_tokens)}
-                if step % cfg.eval_every == 0 or step == total_steps:
+                if step % cfg.eval_every == 0 or step == end:
                     eval_loss, eval_accuracy = _evaluate(wrapped, data, masker, accelerator, micro)
                     metrics.update({"eval/loss": eval_loss, "eval/perplexity": math.exp(min(eval_loss, 50)),
                                     "eval/accuracy": eval_accuracy})
@@ -438,7 +462,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
                 window_loss.zero_()
                 window_steps, window_tokens, window_pad, window_time = 0, 0, 0, 0.0
 
-            if step % cfg.checkpoint_every == 0 and step < total_steps:
+            if step % cfg.checkpoint_every == 0 and step < end:
                 _save_checkpoint(accelerator, out, step)
     if sync_debug:
         torch.cuda.set_sync_debug_mode(0)
@@ -457,6 +481,6 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
         eval_accuracy=eval_accuracy,
         tokens_per_s=trained_tokens / max(total_time, 1e-9), padding_fraction=total_pad / max(1, trained_tokens),
         resumed_from_step=resumed_from,
-        seconds=seconds)
+        seconds=seconds, start_step=start)
     write_json(out / "pretrain_result.json", asdict(result))
     return result

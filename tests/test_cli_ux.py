@@ -107,7 +107,7 @@ def test_progress_view_lines(tmp_path):
 
     counts = view.counts()
     assert list(counts) == sorted(counts, key=lambda k: ["tokenizer", "tokenize", "vectors", "pretrain", "features",
-                                                         "finetune"].index(k))   # KINDS order
+                                                         "finetune", "curve"].index(k))   # KINDS order
     assert (counts["tokenizer"].done, counts["tokenizer"].failed, counts["tokenizer"].pending) == (1, 1, 0)
     assert sum(k.failed for k in counts.values()) == 1 + len(blocked)
     view.on_experiment_end([])

@@ -69,7 +69,7 @@ def test_changing_a_probe_setting_reruns_probes_but_not_features(tmp_path):
 
 
 def test_sections_left_out_add_no_nodes(tmp_path):
-    g = demo(tmp_path, "probe=null", "wic=null", "forgetting=null", "winogender=null")
+    g = demo(tmp_path, "probe=null", "wic=null", "forgetting=null", "winogender=null", "learning_curve=null")
     assert set(g.by_kind()) == {"tokenizer", "tokenize", "vectors", "pretrain", "finetune"}
     assert all(n.params["config"]["save_model"] is False for n in g.by_kind()["finetune"])
 
@@ -109,3 +109,55 @@ def test_reattach_nodes_gate_the_source_task_fine_tunes_of_each_transferred_mode
         assert not any(n.startswith(f"forget/{model}-reattached/scandisent-en") for n in g.nodes)
     assert len(added) == 3 + 3 * 2 * 3
     assert not any(n.startswith(("reattach/S/", "reattach/en-scratch")) for n in g.nodes)   # only [S->en] models
+
+
+def _ancestors(g, node_id):
+    out, stack = set(), [node_id]
+    while stack:
+        for p in g.nodes[stack.pop()].parents:
+            if p not in out:
+                out.add(p)
+                stack.append(p)
+    return out
+
+
+def test_learning_curve_fine_tunes_are_gated_on_their_segment_not_on_the_end_of_pretraining(tmp_path):
+    plain = demo(tmp_path, "learning_curve=null")
+    g = demo(tmp_path)     # the demo: cuts at 25% and 50%, SST-2, [S->en][en] and [en][en]
+    for model in ("S-to-en-frequency", "en-scratch"):
+        first, second, final = (g.nodes[f"pretrain/{model}{s}"] for s in ("@25pct", "@50pct", ""))
+        assert first.parents == plain.nodes[f"pretrain/{model}"].parents      # the original inputs
+        assert second.parents == (first.id,) and final.parents == (second.id,)
+        assert [n.params["config"]["stop_at_fraction"] for n in (first, second, final)] == [0.25, 0.5, None]
+        assert first.params["config"]["resume_from"] is None
+        assert second.params["config"]["resume_from"] == str(g.node_dir(first.id) / "checkpoint")
+        assert final.params["config"]["resume_from"] == str(g.node_dir(second.id) / "checkpoint")
+        init = str(g.node_dir(first.id) / "init")     # one transfer, in the first segment
+        assert {n.params["config"]["init_model"] for n in (first, second, final)} == {init}
+        assert {n.params["transfer"]["output_dir"] for n in (first, second, final)} == {init}
+        for pct, seg in (("25", first), ("50", second)):
+            for seed in (1, 2, 3):
+                c = g.nodes[f"curve/{model}@{pct}pct/sst2/seed{seed}"]
+                assert c.parents == (seg.id,) and final.id not in _ancestors(g, c.id)
+                assert c.params["config"]["model"] == str(g.node_dir(seg.id) / "model")
+                assert c.params["config"]["seed"] == seed and c.model == model
+                same = plain.nodes[f"finetune/{model}/sst2/seed{seed}"].params["config"]
+                assert {k: v for k, v in c.params["config"].items() if k not in ("model", "output_dir")} == \
+                    {k: v for k, v in same.items() if k not in ("model", "output_dir")}   # the 100% point's recipe
+    assert len(g.by_kind()["curve"]) == 2 * 2 * 3
+    # The models without a curve keep their hashes: adding one never makes other finished work stale.
+    untouched = [n for n in plain.nodes if plain.nodes[n].model not in ("S-to-en-frequency", "en-scratch")]
+    assert untouched and all(g.nodes[n].hash == plain.nodes[n].hash for n in untouched)
+
+
+@pytest.mark.parametrize("override,words", [
+    ("learning_curve.tasks=[qqp]", "not in finetune.tasks"),
+    ("learning_curve.seeds=[9]", "not in finetune.seeds"),
+    ("learning_curve.fractions=[0.5,0.25]", "increasing shares"),
+    ("learning_curve.fractions=[1.0]", "increasing shares"),
+    ("learning_curve.models=[nope]", "unknown model 'nope'"),
+    ("learning_curve.models=[S]", "is a source model"),
+])
+def test_learning_curve_config_errors(tmp_path, override, words):
+    with pytest.raises(ConfigError, match=words):
+        demo(tmp_path, override)

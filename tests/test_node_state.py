@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from orchestrator.config import load_sweep
@@ -23,7 +24,7 @@ FT = "finetune/S-to-en-frequency/sst2/seed1"
 MOVED = "pretrain/S-to-en-frequency"
 
 
-def _sweep(tmp: Path) -> Path:
+def _sweep(tmp: Path, **extra) -> Path:
     """S built from scratch, moved to E by frequency, fine-tuned on one task: 7 nodes, seconds each."""
     small = {"batch_size": 8, "per_device_batch_size": 8, "block_size": 32, "max_steps": 4, "learning_rate": 1e-3,
              "log_every": 2, "eval_every": 2, "checkpoint_every": 2}
@@ -41,6 +42,7 @@ def _sweep(tmp: Path) -> Path:
         "pretrain": small,
         "finetune": {"tasks": ["sst2"], "seeds": [1], "data_dir": str(tmp / "glue"), "epochs": 1, "batch_size": 8,
                      "max_length": 32, "learning_rate": 1e-3, "log_every": 4},
+        **extra,
     }
     p = tmp / "sweep.yaml"
     p.write_text(yaml.safe_dump(cfg))
@@ -109,6 +111,30 @@ def test_done_records_what_the_node_cost(finished, tmp_path):
     assert ft["compute"]["examples_seen"] == ft["result"]["train_examples"] * 1 > 0     # one epoch
     tok = next(n for n in graph.nodes if n.startswith("tokenizer/"))
     assert "tokens_seen" not in read_done(graph, tok)["compute"]
+
+
+def test_a_learning_curve_runs_in_segments_that_end_on_the_same_model(finished, tmp_path):
+    """The same sweep with a cut at 25% (step 1 of 4): the segment exports its model and keeps its checkpoint,
+    the curve fine-tune runs from it, the final node resumes from it and ends on the weights of the run without
+    cuts; the segments' compute records split the budget's tokens between them."""
+    from safetensors.torch import load_file
+
+    cfg = _sweep(tmp_path, learning_curve={"fractions": [0.25], "tasks": ["sst2"], "models": ["S-to-en-frequency"]})
+    graph = build_graph(load_sweep(cfg))
+    ran = _run_all(graph)
+    seg, curve = f"{MOVED}@25pct", "curve/S-to-en-frequency@25pct/sst2/seed1"
+    assert ran.index(seg) < ran.index(curve) and ran.index(seg) < ran.index(MOVED)
+    assert (graph.node_dir(seg) / "checkpoint").is_dir() and not (graph.node_dir(MOVED) / "checkpoint").exists()
+    assert read_done(graph, seg)["result"]["steps"] == 1 and read_done(graph, curve)["metrics"]
+    plain = build_graph(load_sweep(_copy(finished, tmp_path)))
+    want = load_file(str(plain.node_dir(MOVED) / "model" / "model.safetensors"))
+    got = load_file(str(graph.node_dir(MOVED) / "model" / "model.safetensors"))
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    tokens = [read_done(graph, n)["compute"]["tokens_seen"] for n in (seg, MOVED)]
+    assert tokens == [1 * 8 * 32, 3 * 8 * 32]          # steps 0-1 and 1-4, batch 8 x block 32
+    assert read_done(graph, MOVED)["result"]["tokens_seen"] == 4 * 8 * 32   # the model's whole budget
 
 
 def test_keep_checkpoints_keeps_them(tmp_path):

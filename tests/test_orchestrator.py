@@ -24,7 +24,7 @@ def write_cfg(tmp_path: Path, mutate) -> Path:
 
 
 # The demo without its evaluation suite (tests/test_evaluation_graph.py covers those nodes).
-CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null"]
+CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null", "learning_curve=null"]
 PAPER_MODES = CORE + ["experiments.vocab_modes=[frequency,random-map,keep]"]   # the demo without its extra inits
 
 
@@ -67,11 +67,15 @@ def test_paper_graph_matches_the_study(tmp_path):
     kinds = g.by_kind()
     # English vocabularies: cased (sv, nl, fi) and uncased (AraBERTs); [en][en] uses the cased one.
     assert sorted(n.id for n in kinds["tokenizer"]) == ["tokenizer/en-32000-cased", "tokenizer/en-32000-uncased"]
-    # 5 sources x 8 vocab modes (the paper's two, random-map, five published inits) and [en][en]
-    assert len(kinds["pretrain"]) == 5 * 8 + 1
+    # 5 sources x 8 vocab modes (the paper's two, random-map, five published inits) and [en][en]; the learning
+    # curves cut the paper's own rows (5 sources x frequency and keep, and [en][en]) at 10%, 25% and 50%
+    assert len({n.model for n in kinds["pretrain"]}) == 5 * 8 + 1
+    assert len(kinds["pretrain"]) == 5 * 8 + 1 + 11 * 3
+    assert len(kinds["curve"]) == 11 * 3 * 2 * 5           # x SST-2 and CoLA x 5 seeds
+    assert g.nodes["pretrain/sv-to-en-frequency"].parents == ("pretrain/sv-to-en-frequency@50pct",)
     models = {n.model for n in kinds["finetune"]}
     assert len(models) == 40 + 1 + 6 and len(kinds["finetune"]) == 47 * 8 * 5
-    assert g.nodes["pretrain/ar1-to-en-frequency"].parents == ("tokenizer/en-32000-uncased",
+    assert g.nodes["pretrain/ar1-to-en-frequency@10pct"].parents == ("tokenizer/en-32000-uncased",
                                                                "tokenize/wiki_en/en-32000-uncased",
                                                                "tokenize/wiki_ar/ar1-source")
     assert g.nodes["tokenize/wiki_en/en-32000-uncased"].resources == {"cpu": 8, "gpu": 0}
@@ -127,8 +131,8 @@ def test_paper_graph_matches_the_study(tmp_path):
     (lambda r: r.update(tracking_uri="./mlruns"), "MLflow 3 refuses"),
     (lambda r: r["sources"]["S"].update(model="KB/bert-base-swedish-cased"), "sources.S: give either model"),
     (lambda r: r["resources"]["finetune"].update(gpu=1.5), "resources.finetune: gpu 1.5: use a fraction"),
-    (lambda r: r["resources"].update(gpus={"cpu": 1}), "unknown key resources.gpus; valid keys here: features, "
-     "finetune, forget, pretrain, probe, reattach, tokenize, tokenizer, vectors, wic, winogender"),
+    (lambda r: r["resources"].update(gpus={"cpu": 1}), "unknown key resources.gpus; valid keys here: curve, "
+     "features, finetune, forget, pretrain, probe, reattach, tokenize, tokenizer, vectors, wic, winogender"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(model_type="gpt2"),
      "sources.S.build.architecture.model_type: Input should be 'bert' or 'roformer', got 'gpt2'"),
     (lambda r: r["sources"]["S"]["build"]["architecture"].update(hidden=3),
@@ -261,7 +265,7 @@ def test_changed_settings_invalidate_the_node_and_its_descendants(tmp_path):
     ft = build_graph(load_sweep(DEFAULT_CONFIG, ["finetune.learning_rate=7e-4"], base_dir=tmp_path))
     changed = {n for n in base.nodes if base.nodes[n].hash != ft.nodes[n].hash}
     # the GLUE fine-tunes and what reads their models (Winogender); not the forgetting fine-tunes or probes
-    assert changed == {n for n in base.nodes if n.startswith(("finetune/", "winogender/"))}
+    assert changed == {n for n in base.nodes if n.startswith(("finetune/", "curve/", "winogender/"))}
     pre = build_graph(load_sweep(DEFAULT_CONFIG, ["pretrain.learning_rate=1e-3"], base_dir=tmp_path))
     changed = {n for n in base.nodes if base.nodes[n].hash != pre.nodes[n].hash}
     # continued pretraining and everything below it; not the tokenizers, not the source built with its own settings

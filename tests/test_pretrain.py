@@ -211,6 +211,33 @@ def test_resume_after_crash_matches_uninterrupted_run(pt_config):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
+def test_learning_curve_segments_end_on_the_uninterrupted_model(pt_config):
+    """Segments cut at 25% and 60% of the 12-step budget (steps 3 and 7: neither a checkpoint nor an evaluation
+    step of the whole run), each resuming from the one before, give the uninterrupted run's final weights."""
+    from transformers import AutoModelForMaskedLM
+
+    full = pretrain(pt_config("full"), log=lambda *_: None)
+    a = pretrain(pt_config("a", stop_at_fraction=0.25), log=lambda *_: None)
+    b = pretrain(pt_config("b", stop_at_fraction=0.6, resume_from=pt_config("a").output_dir + "/checkpoint"),
+                 log=lambda *_: None)
+    end = pretrain(pt_config("end", resume_from=pt_config("b").output_dir + "/checkpoint"), log=lambda *_: None)
+    assert (a.steps, b.steps, end.steps) == (3, 7, 12) and (a.start_step, b.start_step, end.start_step) == (0, 3, 7)
+    assert b.tokens_seen == 7 * 16 * 64 and b.eval_loss == b.eval_loss        # evaluated at its stop
+    want = AutoModelForMaskedLM.from_pretrained(full.model_dir).state_dict()
+    got = AutoModelForMaskedLM.from_pretrained(end.model_dir).state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    mid = AutoModelForMaskedLM.from_pretrained(b.model_dir).state_dict()
+    assert any(not torch.equal(mid[k], want[k]) for k in want)                # the segment's own model, not the end
+    with pytest.raises(StageError, match="past this node's stop"):
+        pretrain(pt_config("late", stop_at_fraction=0.1, resume_from=pt_config("b").output_dir + "/checkpoint"),
+                 log=lambda *_: None)
+    state = Path(pt_config("a").output_dir) / "checkpoint" / "trainer_state.json"
+    state.write_text("{")
+    with pytest.raises(StageError, match="must run again"):
+        pretrain(pt_config("torn", resume_from=str(state.parent)), log=lambda *_: None)
+
+
 def test_a_damaged_checkpoint_is_found_and_the_last_good_one_resumed(pt_config):
     """Checkpoints are safetensors with a manifest of sizes and digests. A truncated newest checkpoint is
     named in the log and skipped for the previous one; with both damaged the run starts from step 0. Either

@@ -1,6 +1,7 @@
 """Table 2 / Table 7 shapes from DONE files, checked against the paper's own numbers and `statistics`."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import shutil
@@ -160,7 +161,8 @@ def test_figure2_mnli_gain_is_the_mean_of_matched_and_mismatched_per_model_then_
     from orchestrator.report import figure2_data
 
     g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml",
-                               [f"output_dir={tmp_path}", "finetune.tasks=[mnli, rte]"], base_dir=tmp_path))
+                               [f"output_dir={tmp_path}", "finetune.tasks=[mnli, rte]", "learning_curve=null"],
+                               base_dir=tmp_path))
     # (m_accuracy, mm_accuracy, rte accuracy) per seed
     runs = {"en-scratch": [(0.69, 0.73, 0.50), (0.71, 0.71, 0.54)],          # means 70, 72, 52
             "S-to-en-frequency": [(0.74, 0.70, 0.55), (0.74, 0.72, 0.55)],   # means 74, 71, 55
@@ -206,7 +208,8 @@ def test_undefined_metrics_show_nd_partial_means_are_marked_and_degenerate_runs_
     metric is defined carries the count (k/n), a cell with no defined seed shows n/d, and report.md lists
     the runs. Expected numbers are worked out here with `statistics` over the defined seeds only."""
     g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml",
-                               [f"output_dir={tmp_path}", "finetune.tasks=[rte, stsb]", "finetune.seeds=[1, 2, 3]"],
+                               [f"output_dir={tmp_path}", "finetune.tasks=[rte, stsb]", "finetune.seeds=[1, 2, 3]",
+                                "learning_curve=null"],
                                base_dir=tmp_path))
     rte = {"en-scratch": [0.50, 0.52, 0.54], "S-to-en-frequency": [0.50, 0.60, 0.70], "S-to-en-keep": [0.6] * 3}
     stsb = {"en-scratch": [NAN, NAN, NAN],              # every seed constant: undefined
@@ -384,3 +387,38 @@ def test_cost_table_sums_each_models_pretraining_and_evaluations(tmp_path):
     text, folder = write_report(g)
     assert (folder / "cost.csv").read_text().splitlines()[0].startswith("Lang,Vocab,pretrain tokens")
     assert f"| S→en | en | 1,000,000 | 1 | 40.0% | 2/{planned} | 500 | 1.25 | 6 |" in text
+
+
+def test_learning_curves_and_tokens_to_match_scratch(tmp_path):
+    """The demo's curve ([S->en][en] cut at 25% and 50%) on hand-made DONE files: means by hand, and [en][en]'s
+    final SST-2 of 58, 63, 68 (mean 63; its bootstrap interval is [58, 68]: each end value has probability 1/27
+    > 2.5% among the resampled means) reached at the cuts by hand."""
+    g = _demo_graph(tmp_path)
+
+    def done(node_id, **record):
+        write_json(g.node_dir(node_id) / "settings.json", {"hash": g.nodes[node_id].hash})
+        write_json(g.node_dir(node_id) / "DONE", record)
+
+    for suffix, tokens in (("@25pct", 100), ("@50pct", 200), ("", 400)):
+        done(f"pretrain/S-to-en-frequency{suffix}", result={"tokens_seen": tokens})
+    for seed, (a, b, c, en) in enumerate([(0.50, 0.60, 0.70, 0.58), (0.52, 0.62, 0.72, 0.63),
+                                          (0.54, 0.64, 0.74, 0.68)], start=1):
+        done(f"curve/S-to-en-frequency@25pct/sst2/seed{seed}", metrics={"accuracy": a})
+        done(f"curve/S-to-en-frequency@50pct/sst2/seed{seed}", metrics={"accuracy": b})
+        done(f"finetune/S-to-en-frequency/sst2/seed{seed}", metrics={"accuracy": c})
+        done(f"finetune/en-scratch/sst2/seed{seed}", metrics={"accuracy": en})
+    text, folder = write_report(g)
+    rows = list(csv.reader(open(folder / "learning_curves.csv")))
+    assert rows[0] == ["Lang", "Vocab", "task", "budget", "tokens", "mean", "lo", "hi", "seeds"]
+    freq = [r for r in rows[1:] if r[:2] == ["S→en", "en"]]
+    assert [(float(r[3]), r[4], round(float(r[5]), 6), r[8]) for r in freq] == \
+        [(0.25, "100", 52.0, "3/3"), (0.5, "200", 62.0, "3/3"), (1.0, "400", 72.0, "3/3")]
+    match = list(csv.reader(open(folder / "tokens_to_match.csv")))
+    assert len(match) == 2      # [en][en] is the reference, not a row
+    r = match[1]
+    assert r[:3] == ["S→en", "en", "sst2"] and [round(float(v), 6) for v in r[3:6]] == [63.0, 58.0, 68.0]
+    assert r[6:] == ["200", "400", "400"]    # 62 >= 58 at 50%; 63 and 68 only at the end (72)
+    assert (folder / "learning_curves.png").stat().st_size > 0
+    assert "| S→en | en | sst2 | 63.00 | 58.00 | 68.00 | 200 | 400 | 400 |" in text
+    no_scratch = [r for r in rows[1:] if r[:2] == ["en", "en"]]
+    assert [r[4] for r in no_scratch] == ["", "", ""]   # en-scratch's segments not finished: no tokens

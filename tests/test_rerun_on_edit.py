@@ -85,7 +85,7 @@ def _reads(rel: str, node_id: str) -> bool:
     if rel.startswith("glue/"):
         folder, name = rel.split("/")[1:]
         task = {"CoLA": "cola", "SST-2": "sst2", "RTE": "rte"}[folder]
-        return kind == "finetune" and rest[1] == task and name in ("train.tsv", "dev.tsv")
+        return kind in ("finetune", "curve") and rest[1] == task and name in ("train.tsv", "dev.tsv")
     if rel.startswith("conllu/"):
         return kind == "features"
     if rel.startswith("wic/"):
@@ -134,7 +134,7 @@ def test_the_demo_config_on_tmp_data_names_every_file_written(tmp_path):
     sweep = load_sweep(cfg, base_dir=tmp_path)
     check_local_data(sweep)
     g = build_graph(sweep)
-    assert len(g.nodes) == 181
+    assert len(g.nodes) == 197     # 181, and the learning curve's 4 segments and 12 fine-tunes
     # nothing touched: a rebuild gives the same hashes
     assert _changed(g, _graph(cfg)) == set()
 
@@ -151,7 +151,7 @@ def test_editing_rte_dev_reruns_the_rte_fine_tunes_and_their_winogender_nodes_on
     # everything else keeps its hash, kind by kind (pretraining, transfers, tokenizers, other tasks, probes, WiC)
     kinds = {after.nodes[n].kind for n in set(after.nodes) - by_hand}
     assert kinds == {"tokenizer", "tokenize", "vectors", "pretrain", "finetune", "features", "probe", "wic",
-                     "forget"}
+                     "forget", "curve"}
 
 
 @pytest.mark.parametrize("rel", [
@@ -287,6 +287,6 @@ def test_after_an_edit_the_next_run_reruns_exactly_those_nodes(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)          # the CLI resolves the config's relative paths against the cwd
     assert main(["status", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert status_line("pretrain", done=9) in out and status_line("probe", done=15) in out
+    assert status_line("pretrain", done=13) in out and status_line("probe", done=15) in out
     assert status_line("finetune", done=54, stale=27) in out
     assert status_line("winogender", stale=15) in out
