@@ -66,6 +66,9 @@ class Source(TransferSettings):
                                                    "English word' per line (WECHSEL's format)")
     wechsel_vectors: str | None = setting(None, "vocab mode wechsel: fastText .bin of source-language words (e.g. "
                                                 "cc.sv.300.bin); null: trained on source_corpus (or the build corpus)")
+    pretraining_tokens: int | None = setting(None, "tokens the source model was pretrained on (its paper or model "
+                                                   "card), for experiments.scratch_budget: match; a built source's "
+                                                   "come from its build.pretrain max_steps", ge=1)
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -90,6 +93,9 @@ class Experiments(StageConfig):
     scratch_like: str | None = setting(None, "source whose architecture [en][en] copies (default: the first "
                                              "transfer_from)")
     scratch_lowercase: bool = setting(False, "casing of [en][en]'s vocabulary")
+    scratch_budget: Literal["same", "match"] = setting(
+        "same", "match: also an [en][en] per transfer_from source with that source's transfer budget plus the "
+                "source's own original pretraining tokens (sources.X.pretraining_tokens): scratch at equal compute")
 
 
 def _distinct_seeds(seeds: list[int]) -> list[int]:
@@ -399,6 +405,12 @@ def validate(s: Sweep) -> None:
         like = e.scratch_like or (e.transfer_from[0] if e.transfer_from else None)
         if like is None or like not in s.sources:
             raise ConfigError("experiments.scratch_like: name the source whose architecture the [en][en] model copies")
+    if e.scratch_budget == "match":
+        for n in e.transfer_from:
+            src = s.sources[n]
+            if src.pretraining_tokens is None and not (src.build and src.build.pretrain.max_steps):
+                raise ConfigError(f"experiments.scratch_budget: match needs the tokens {n!r} was pretrained on: set "
+                                  f"sources.{n}.pretraining_tokens (from its paper or model card)")
     if s.forgetting is not None:
         f = s.forgetting
         wanted = set(f.english_tasks) | {t for src in s.sources.values() for t in src.source_tasks}

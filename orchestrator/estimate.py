@@ -723,6 +723,9 @@ class Work:
         else:
             tokens = cfg["epochs"] * self.corpus_tokens(cfg["corpus"])
             how = f"{_n(cfg['epochs'], 'epoch')} of {self.corpus_name(cfg['corpus'])}"
+        if cfg.get("extra_tokens"):   # scratch_budget: match: the source's own pretraining added to the budget
+            tokens += cfg["extra_tokens"]
+            how += f" + {_fmt_tokens(cfg['extra_tokens'])} tokens (the source's pretraining)"
         start, stop = node.params.get("segment") or (0.0, 1.0)   # a learning-curve segment trains its share
         if (start, stop) != (0.0, 1.0):
             tokens *= stop - start

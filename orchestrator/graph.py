@@ -289,7 +289,7 @@ class _ModelBuilder:
                          "wechsel_source_vectors": src_vec, "wechsel_target_vectors": tgt_vec}
 
     def pretrain(self, key: str, parents: tuple[str, ...], transfer: TransferConfig, corpus: str, settings,
-                 row, curve: bool = False) -> str:
+                 row, curve: bool = False, extra_tokens: int = 0) -> str:
         """The pretraining node of model `key`. With `curve` (learning_curve), a chain of segment nodes cut at
         the curve's fractions comes first: the first runs the transfer into its init/ and trains to the first
         cut, each next one resumes from the checkpoint before it, and `pretrain/<key>` finishes the budget."""
@@ -303,7 +303,7 @@ class _ModelBuilder:
             d = self.g.node_dir(nid)
             cfg = PretrainConfig(**settings.model_dump(), init_model=str(first / "init"),
                                  corpus=self.s.corpora[corpus], output_dir=str(d), cache_dir=self.cache_dir,
-                                 seed=self.s.seed, stop_at_fraction=stop,
+                                 seed=self.s.seed, stop_at_fraction=stop, extra_tokens=extra_tokens,
                                  resume_from=str(self.g.node_dir(prev) / "checkpoint") if prev else None)
             segment = {"segment": [start, stop or 1.0]} if cuts else {}
             prev = self.g.emit(nid, "pretrain", (prev,) if prev else parents, cfg, model=key, row=row,
@@ -382,9 +382,27 @@ class _ModelBuilder:
         else:
             init = TransferConfig(mode="scratch", source=s.sources[like].model, target_tokenizer=tok_dir,
                                   output_dir="-")
-        node = self.pretrain("en-scratch", (tok, self.tokenized_by(s.target.corpus, tok)), init, s.target.corpus,
-                             s.pretrain, ("en", "en"), self.curve("en-scratch"))
+        parents = (tok, self.tokenized_by(s.target.corpus, tok))
+        node = self.pretrain("en-scratch", parents, init, s.target.corpus, s.pretrain, ("en", "en"),
+                             self.curve("en-scratch"))
         self.add(Model("en-scratch", ("en", "en"), str(self.g.node_dir(node) / "model"), node, "en"))
+        if s.experiments.scratch_budget != "match":
+            return
+        for name in s.experiments.transfer_from:
+            # [en][en] at the compute of [name->en][en]: the same English budget plus what the source model was
+            # pretrained on before the transfer began.
+            key, row = f"en-scratch-match-{name}", ("en", f"en (+{self.label(name)} budget)")
+            node = self.pretrain(key, parents, init, s.target.corpus, s.pretrain, row, self.curve(key),
+                                 extra_tokens=self.source_tokens(name))
+            self.add(Model(key, row, str(self.g.node_dir(node) / "model"), node, "en"))
+
+    def source_tokens(self, name: str) -> int:
+        """The tokens source `name` was pretrained on: its pretraining_tokens, or its build budget."""
+        src = self.s.sources[name]
+        if src.pretraining_tokens is not None:
+            return src.pretraining_tokens
+        p = src.build.pretrain
+        return p.max_steps * p.batch_size * p.block_size
 
 
 def curve_point(key: str, fraction: float) -> str:

@@ -121,6 +121,32 @@ def _score(done: dict, key: str) -> float:
     return math.nan if run_flags(done) else _x100(done["metrics"][key])
 
 
+def model_rank(graph: Graph, key: str | None) -> tuple:
+    """Where a model's row goes in every table: [en][en] (and its equal-compute variants) first, then per source
+    in config order its [lang] model and its [lang->en] models in vocab_modes order (each re-attached one after
+    its model), the way the paper's tables read. Plan order cannot give this: a learning curve's segments make
+    a model's nodes deeper in the graph, which would move its rows."""
+    s = graph.sweep
+    sources, modes = list(s.sources), list(s.experiments.vocab_modes)
+    if key is None:
+        return (len(sources) + 2, 0, 0)
+    if key == "en-scratch" or key.startswith("en-scratch-match-"):
+        return (0, 0 if key == "en-scratch" else 1 + sources.index(key[len("en-scratch-match-"):]), 0)
+    if key in s.sources:
+        return (1 + sources.index(key), 0, 0)
+    for name in sorted(sources, key=len, reverse=True):   # the longest name first: "ar10" before "ar1"
+        if key.startswith(f"{name}-to-en-"):
+            mode, back = key[len(name) + len("-to-en-"):], 0
+            if mode.endswith("-reattached"):
+                mode, back = mode[:-len("-reattached")], 1
+            return (1 + sources.index(name), 1 + (modes.index(mode) if mode in modes else len(modes)), back)
+    return (len(sources) + 1, 0, 0)
+
+
+def _by_rank(graph: Graph, d: dict) -> dict:
+    return dict(sorted(d.items(), key=lambda kv: model_rank(graph, kv[0])))
+
+
 def collect(graph: Graph) -> dict:
     """{model: {"row": (lang, vocab), "scores": {column: [x100 per seed]}, "by_seed": {column: {seed: x100}}}}
     and the columns. A flagged run (one class, diverged) counts as undefined in every column."""
@@ -139,7 +165,7 @@ def collect(graph: Graph) -> dict:
             if task == node.params["config"]["task"] and key in done["metrics"]:
                 entry["scores"][name].append(_score(done, key))
                 entry["by_seed"][name][node.params["config"]["seed"]] = entry["scores"][name][-1]
-    return {"columns": [c[0] for c in cols], "models": models}
+    return {"columns": [c[0] for c in cols], "models": _by_rank(graph, models)}
 
 
 def tables(graph: Graph) -> tuple[list[list], list[list]]:
@@ -199,7 +225,7 @@ def _model_rows(graph: Graph, kinds: tuple[str, ...]) -> dict[str, tuple]:
     for n in graph.nodes.values():
         if n.kind in kinds and n.model not in out:
             out[n.model] = n.row
-    return out
+    return _by_rank(graph, out)
 
 
 def _results(graph: Graph, kind: str) -> list[tuple]:
@@ -294,6 +320,7 @@ def forgetting_tables(graph: Graph) -> dict[str, dict]:
             scores.setdefault((n.model, n.params["config"]["task"], k), []).append(_x100(v))
     out = {}
     for name, g in groups.items():
+        g["models"] = _by_rank(graph, g["models"])
         # English first, as in the paper's Table 8 (en, then the source language)
         senti = sorted((t for t in g["tasks"] if t.startswith("scandisent-")), key=lambda t: t != "scandisent-en")
         sts = [t for t in g["tasks"] if t.startswith("stsb-")]
@@ -596,7 +623,8 @@ def study_pairs(graph: Graph) -> list[tuple[str, str, str, str]]:
     pairs = []
     for src in exp.transfer_from:
         freq, keep, rmap = (f"{src}-to-en-{m}" for m in ("frequency", "keep", "random-map"))
-        pairs += [(freq, "en-scratch", "transfer beats scratch", "transfer"),
+        pairs += [(freq, f"en-scratch-match-{src}", "transfer beats scratch at equal compute", "equal compute"),
+                  (freq, "en-scratch", "transfer beats scratch", "transfer"),
                   (keep, "en-scratch", "transfer beats scratch", "transfer"),
                   (freq, src, "transfer beats the source model", "transfer"),
                   (freq, keep, "a new vocabulary beats keeping the source's", "vocabulary"),
@@ -718,6 +746,10 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
         c = by.get((freq, "en-scratch", "AVG"))
         lines.append(f"1. Transferred models beat the English model from scratch on GLUE (AVG, [{name}→en][en] − "
                      "[en][en]): " + (said(c, "holds", "does not hold: lower") if c else "not in this sweep") + "\n")
+        c = by.get((freq, f"en-scratch-match-{src}", "AVG"))
+        if c:   # experiments.scratch_budget: match
+            lines.append(f"   At equal compute ([en][en] trained on [{name}→en][en]'s English tokens plus "
+                         f"[{name}]'s own pretraining): " + said(c, "holds", "does not hold: lower") + "\n")
         moved_row, src_row = rows_of.get(freq), rows_of.get(src)
         pm, ps = (t3.get(tuple(r)) if r else None for r in (moved_row, src_row))
         if pm and ps and all(_defined(pm[i]) and _defined(ps[i]) for i in (2, 3)):
@@ -860,7 +892,8 @@ def curve_points(graph: Graph) -> dict[str, dict]:
     from orchestrator.graph import curve_point
 
     seeds = set(lc.seeds or graph.sweep.finetune.seeds)
-    keys = list(dict.fromkeys(n.model for n in graph.nodes.values() if n.kind == "curve"))
+    keys = sorted(dict.fromkeys(n.model for n in graph.nodes.values() if n.kind == "curve"),
+                  key=lambda k: model_rank(graph, k))
     out: dict[str, dict] = {}
     for key in keys:
         out[key] = {"row": None, "points": {}}
@@ -1051,7 +1084,7 @@ def cost_table(graph: Graph) -> list[list]:
             r["examples"] += c.get("examples_seen") or 0
     out, total = [COST_HEADER], {"tokens": 0, "wall": 0.0, "done": 0, "planned": 0, "examples": 0, "gpu": 0.0,
                                  "cpu": 0.0}
-    for key, r in sorted(rows.items(), key=lambda kv: kv[0] is None):   # plan order, "shared" last
+    for key, r in sorted(rows.items(), key=lambda kv: model_rank(graph, kv[0])):   # "shared" last
         label = tuple(r["row"]) if key is not None and r["row"] else (key or "shared", "")
         out.append([*label, r["tokens"] if r["pre"] else None, r["wall"] / 3600 if r["pre"] else None,
                     _mean(r["mfu"]) if r["mfu"] else None, f"{r['done']}/{r['planned']}", r["examples"],
@@ -1138,8 +1171,11 @@ def _statistics_section(graph: Graph, folder: Path) -> str:
                  "Verdict: paired t-test (scipy ttest_rel) after Holm's correction within each family at 5%. The "
                  "GLUE AVG comparisons form three families, one per question asked before the runs (transfer: "
                  "against [en][en] and the source model; vocabulary: against keeping it and against random-map; "
-                 "inits: each against frequency rank); per-task GLUE, WiC and forgetting are families of their "
-                 "own. Wilcoxon "
+                 "inits: each against frequency rank)"
+                 + ("; equal compute, a fourth: against [en][en] trained on the same English tokens plus the source's "
+                    "own pretraining (experiments.scratch_budget: match)" if any(r[0] == "GLUE AVG: equal compute"
+                                                                              for r in table[1:]) else "")
+                 + "; per-task GLUE, WiC and forgetting are families of their own. Wilcoxon "
                  "(exact signed-rank) is shown but cannot reach 5% below 6 seeds (smallest p 2/2^n). No verdict "
                  f"below {stats.MIN_PAIRS} seeds: such pairs are shown and left out of the Holm family.\n")
         for family in dict.fromkeys(r[0] for r in table[1:]):

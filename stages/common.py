@@ -54,13 +54,16 @@ class StageConfig(BaseModel):
         return type(self).model_validate({**self.model_dump(), **changes})
 
 
-def setting(default: Any = PydanticUndefined, doc: str = "", *, hashed: bool = True, **checks: Any) -> Any:
+def setting(default: Any = PydanticUndefined, doc: str = "", *, hashed: bool = True, added: bool = False,
+            **checks: Any) -> Any:
     """A config field with its one-line doc; `checks` are pydantic constraints (gt, ge, le, ...).
 
     `hashed=False` marks a field that cannot change the result: how often something is logged, evaluated
     or checkpointed, or how many CPU threads run it. It is left out of the node hash, so changing it
-    resumes a node from its checkpoint instead of starting it over. Every other field is hashed."""
-    extra = None if hashed else {"hashed": False}
+    resumes a node from its checkpoint instead of starting it over. Every other field is hashed.
+    `added=True` marks a field added to a stage after sweeps ran: hashed, but left out of the hash while it
+    holds its default, so the finished nodes of those sweeps (which ran as the default does) stay done."""
+    extra = None if hashed and not added else {"hashed": False} if not hashed else {"added": True}
     return Field(default, description=doc, json_schema_extra=extra, **checks)
 
 
@@ -93,6 +96,8 @@ def result_fields(cfg: StageConfig) -> dict:
         if not is_hashed(info):
             continue
         value = getattr(cfg, name)
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("added") and value == info.default:
+            continue
         out[name] = result_fields(value) if isinstance(value, StageConfig) else \
             (value.model_dump() if isinstance(value, BaseModel) else value)
     return out

@@ -73,9 +73,12 @@ class PretrainConfig(PretrainSettings):
     num_threads: int | None = setting(None, "torch CPU threads (configure_threads)", hashed=False)
     # A learning-curve segment (the sweep's learning_curve section): the same run, cut at a share of its budget.
     stop_at_fraction: float | None = setting(None, "stop at this share of the step budget (a learning-curve point): "
-                                                   "export model/ and a resumable checkpoint there", gt=0, lt=1)
+                                                   "export model/ and a resumable checkpoint there", gt=0, lt=1,
+                                         added=True)
     resume_from: str | None = setting(None, "the checkpoint folder to start from when output_dir has none of its "
-                                            "own: the previous segment's (learning curves)")
+                                            "own: the previous segment's (learning curves)", added=True)
+    extra_tokens: int = setting(0, "tokens added to the budget: ceil(extra / (batch_size x block_size)) more steps "
+                                   "(experiments.scratch_budget: match)", ge=0, added=True)
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,7 @@ def pretrain(cfg: PretrainConfig, on_log: Callable[[int, dict[str, float]], None
         raise StageError(f"{len(data.train_blocks)} training blocks cannot fill one batch of {cfg.batch_size}; "
                          "give a larger corpus or a smaller batch_size")
     total_steps = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * steps_per_epoch))
+    total_steps += math.ceil(cfg.extra_tokens / (cfg.batch_size * cfg.block_size))
     # A segment stops early; the schedule and the batches are still those of the whole budget, so the segments
     # chained by resume_from end on the model an uninterrupted run gives (tests/test_pretrain.py).
     end = total_steps if cfg.stop_at_fraction is None else min(total_steps, max(1, round(cfg.stop_at_fraction *

@@ -17,7 +17,8 @@ from orchestrator.gating import Gate
 from orchestrator.graph import build_graph
 from orchestrator.progress import KindProgress, ProgressView, duration, eta, key_metric, slots, summary_line
 
-CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null"]
+CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null", "learning_curve=null",
+        "experiments.scratch_budget=same"]
 
 
 # --- the summary line and its ETA (pure) --------------------------------------------------------------

@@ -16,6 +16,7 @@ from orchestrator.graph import build_graph
 TINY = Shape(layers=2, hidden=64, intermediate=256)      # the demo's RoFormer
 # The demo without its evaluation suite, one vocabulary mode (no keep node: it would tokenize in its trial).
 CORE = ["probe=null", "wic=null", "forgetting=null", "winogender=null", "learning_curve=null",
+        "experiments.scratch_budget=same",
         "experiments.vocab_modes=[frequency]"]
 
 

@@ -38,7 +38,7 @@ def test_winogender_is_gated_on_the_rte_fine_tune_that_keeps_its_model(tmp_path)
 
 
 def test_forgetting_runs_the_source_group_on_source_and_english_tasks(tmp_path):
-    g = demo(tmp_path)
+    g = demo(tmp_path, "forgetting.reattach=false")
     forget = g.by_kind()["forget"]
     assert {n.model for n in forget} == {"S", "S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep"}
     assert {n.params["config"]["task"] for n in forget} == {"scandisent-S", "stsb-S", "scandisent-en"}
@@ -91,8 +91,8 @@ def test_bad_evaluation_settings_name_the_key(tmp_path, override, message):
 
 
 def test_reattach_nodes_gate_the_source_task_fine_tunes_of_each_transferred_model(tmp_path):
-    plain = demo(tmp_path)
-    g = demo(tmp_path, "forgetting.reattach=true")
+    plain = demo(tmp_path, "forgetting.reattach=false")
+    g = demo(tmp_path)     # the demo re-attaches
     added = set(g.nodes) - set(plain.nodes)
     # Nothing that existed changes: the setting adds nodes, it never makes finished ones stale.
     assert all(g.nodes[n].hash == plain.nodes[n].hash for n in plain.nodes)
@@ -146,7 +146,8 @@ def test_learning_curve_fine_tunes_are_gated_on_their_segment_not_on_the_end_of_
                     {k: v for k, v in same.items() if k not in ("model", "output_dir")}   # the 100% point's recipe
     assert len(g.by_kind()["curve"]) == 2 * 2 * 3
     # The models without a curve keep their hashes: adding one never makes other finished work stale.
-    untouched = [n for n in plain.nodes if plain.nodes[n].model not in ("S-to-en-frequency", "en-scratch")]
+    untouched = [n for n in plain.nodes if plain.nodes[n].model not in ("S-to-en-frequency", "en-scratch",
+                                                                         "S-to-en-frequency-reattached")]
     assert untouched and all(g.nodes[n].hash == plain.nodes[n].hash for n in untouched)
 
 
@@ -161,3 +162,26 @@ def test_learning_curve_fine_tunes_are_gated_on_their_segment_not_on_the_end_of_
 def test_learning_curve_config_errors(tmp_path, override, words):
     with pytest.raises(ConfigError, match=words):
         demo(tmp_path, override)
+
+
+def test_scratch_budget_match_adds_an_en_en_at_the_transferred_models_compute(tmp_path):
+    plain = demo(tmp_path, "experiments.scratch_budget=same")
+    g = demo(tmp_path)     # the demo matches the budget
+    node = g.nodes["pretrain/en-scratch-match-S"]
+    # S is built in the sweep: 2,000 steps x 32 x 64 tokens, added to [S->en][en]'s English budget
+    assert node.params["config"]["extra_tokens"] == 2000 * 32 * 64
+    assert node.params["config"]["max_steps"] == g.nodes["pretrain/S-to-en-frequency"].params["config"]["max_steps"]
+    assert node.parents == plain.nodes["pretrain/en-scratch@25pct"].parents and node.row == ("en", "en (+S budget)")
+    assert {n for n in g.nodes if g.nodes[n].model == "en-scratch-match-S"} == \
+        {"pretrain/en-scratch-match-S", *(f"finetune/en-scratch-match-S/{t}/seed{s}" for t in ("cola", "rte", "sst2")
+                                          for s in (1, 2, 3))}
+    assert all(g.nodes[n].hash == plain.nodes[n].hash for n in plain.nodes)    # it only adds
+    stated = demo(tmp_path, "experiments.scratch_budget=match", "sources.S.pretraining_tokens=1000")
+    assert stated.nodes["pretrain/en-scratch-match-S"].params["config"]["extra_tokens"] == 1000
+
+
+def test_scratch_budget_match_needs_the_source_pretraining_tokens(tmp_path):
+    from orchestrator.config import REPO_ROOT as root
+
+    with pytest.raises(ConfigError, match=r"set sources.sv.pretraining_tokens"):
+        load_sweep(root / "configs" / "paper.yaml", ["experiments.scratch_budget=match"], base_dir=tmp_path)

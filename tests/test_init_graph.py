@@ -97,7 +97,7 @@ def test_wechsel_without_a_dictionary_is_refused_before_anything_runs(tmp_path):
 
 def test_forgetting_models_choose_the_group(tmp_path):
     g = demo(tmp_path, "forgetting.models=[S,S-to-en-keep]")
-    assert {n.model for n in g.by_kind()["forget"]} == {"S", "S-to-en-keep"}
+    assert {n.model for n in g.by_kind()["forget"]} == {"S", "S-to-en-keep", "S-to-en-keep-reattached"}
     with pytest.raises(ConfigError, match="forgetting.models: unknown model 'nope'"):
         demo(tmp_path, "forgetting.models=[nope]")
 

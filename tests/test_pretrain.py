@@ -238,6 +238,12 @@ def test_learning_curve_segments_end_on_the_uninterrupted_model(pt_config):
         pretrain(pt_config("torn", resume_from=str(state.parent)), log=lambda *_: None)
 
 
+def test_extra_tokens_lengthen_the_budget_by_whole_steps(pt_config):
+    """scratch_budget: match adds the source's pretraining tokens: ceil(extra / (16 x 64)) more steps."""
+    res = pretrain(pt_config("extra", max_steps=4, extra_tokens=2 * 16 * 64 + 1), log=lambda *_: None)
+    assert res.steps == 4 + 3 and res.tokens_seen == 7 * 16 * 64
+
+
 def test_a_damaged_checkpoint_is_found_and_the_last_good_one_resumed(pt_config):
     """Checkpoints are safetensors with a manifest of sizes and digests. A truncated newest checkpoint is
     named in the log and skipped for the previous one; with both damaged the run starts from step 0. Either

@@ -26,7 +26,8 @@ from stages.common import write_json
 DATA = "data/synthetic"            # the demo's data paths, made absolute against tmp_path
 OLD_MTIME = 1_600_000_000          # every file starts with this mtime: an edit now is always a later second
 MODELS = ["S-to-en-frequency", "S-to-en-random-map", "S-to-en-keep", "en-scratch", "S"]   # the full suite
-GLUE_MODELS = MODELS + ["S-to-en-fvt", "S-to-en-overlap", "S-to-en-focus", "S-to-en-random-normal"]
+GLUE_MODELS = MODELS + ["S-to-en-fvt", "S-to-en-overlap", "S-to-en-focus", "S-to-en-random-normal",
+                        "en-scratch-match-S"]
 
 # Every local input of the demo sweep, as a small file in its dataset's layout (contents are not read here).
 FILES = {
@@ -134,7 +135,9 @@ def test_the_demo_config_on_tmp_data_names_every_file_written(tmp_path):
     sweep = load_sweep(cfg, base_dir=tmp_path)
     check_local_data(sweep)
     g = build_graph(sweep)
-    assert len(g.nodes) == 197     # 181, and the learning curve's 4 segments and 12 fine-tunes
+    # 181, the learning curve's 4 segments and 12 fine-tunes, 3 reattach nodes and their 18 forgetting
+    # fine-tunes, the equal-compute [en][en] and its 9 GLUE fine-tunes
+    assert len(g.nodes) == 181 + 16 + 21 + 10
     # nothing touched: a rebuild gives the same hashes
     assert _changed(g, _graph(cfg)) == set()
 
@@ -151,7 +154,7 @@ def test_editing_rte_dev_reruns_the_rte_fine_tunes_and_their_winogender_nodes_on
     # everything else keeps its hash, kind by kind (pretraining, transfers, tokenizers, other tasks, probes, WiC)
     kinds = {after.nodes[n].kind for n in set(after.nodes) - by_hand}
     assert kinds == {"tokenizer", "tokenize", "vectors", "pretrain", "finetune", "features", "probe", "wic",
-                     "forget", "curve"}
+                     "forget", "curve", "reattach"}
 
 
 @pytest.mark.parametrize("rel", [
@@ -287,6 +290,6 @@ def test_after_an_edit_the_next_run_reruns_exactly_those_nodes(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)          # the CLI resolves the config's relative paths against the cwd
     assert main(["status", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert status_line("pretrain", done=13) in out and status_line("probe", done=15) in out
-    assert status_line("finetune", done=54, stale=27) in out
+    assert status_line("pretrain", done=14) in out and status_line("probe", done=15) in out
+    assert status_line("finetune", done=60, stale=30) in out
     assert status_line("winogender", stale=15) in out

@@ -205,3 +205,28 @@ def test_two_seeds_get_numbers_but_no_verdict_and_float_noise_is_no_spread():
     c2 = stats.paired({1: 60.0, 2: 61.0}, {1: 50.0, 2: 50.9}, 0, "k")
     c2.holm_p = c2.t_p
     assert c2.t_p < 0.05 and stats.verdict(c2) == "too few seeds"
+
+
+def test_equal_compute_scratch_is_its_own_family(tmp_path):
+    """scratch_budget: match: [S->en][en] against the [en][en] trained on its tokens plus S's, a family of its
+    own (the transfer family's Holm is unchanged), and a line under finding 1."""
+    from orchestrator.config import REPO_ROOT, load_sweep
+    from orchestrator.graph import build_graph
+    from orchestrator.report import comparisons, write_report
+
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path}",
+                                                                      "experiments.scratch_budget=match"],
+                               base_dir=tmp_path))
+    for task, key in KEYS.items():
+        for i, seed in enumerate((1, 2, 3)):
+            _write_done(g, f"finetune/S-to-en-frequency/{task}/seed{seed}", {key: (SCRATCH[task][i] + 2 * i) / 100})
+            _write_done(g, f"finetune/en-scratch-match-S/{task}/seed{seed}", {key: SCRATCH[task][i] / 100})
+    c = next(x for x in comparisons(g) if x["b"] == "en-scratch-match-S" and x["column"] == "AVG")
+    # per seed the AVG gap is 0, 2, 4 points: mean 2, t = 2 / (2 / sqrt 3), two-sided p from t with 2 df
+    assert c["family"] == "GLUE AVG: equal compute" and c["result"].mean_diff == pytest.approx(2.0)
+    assert c["result"].t_p == pytest.approx(sps.ttest_rel([2, 4, 6], [2, 2, 2]).pvalue)
+    assert c["verdict"] == "not told apart"        # p 0.23
+    text, _ = write_report(g)
+    assert "At equal compute ([en][en] trained on [S→en][en]'s English tokens plus [S]'s own pretraining): " \
+           "cannot be told apart at 3 seeds" in text
+    assert "equal compute, a fourth" in text
