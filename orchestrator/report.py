@@ -392,11 +392,11 @@ def init_table(graph: Graph) -> list[list]:
             return sum(diag[f"{k}_{stat}"] * weight[k] for k in fresh) / total if total else None
 
         rate = diag.get("identity_rate")
-        table.append([*(node.row or ("?", "?")), node.params["transfer"]["mode"],
+        table.append([model_rank(graph, node.model), *(node.row or ("?", "?")), node.params["transfer"]["mode"],
                       *(rows.get(k) for k in ("copied", "composed", "random", "special")),
                       None if rate is None else 100 * rate, pooled("nearest_cosine"), pooled("top10_cosine"),
                       mv.get("embeddings"), mv.get("body")])
-    return table
+    return [table[0], *(r[1:] for r in sorted(table[1:], key=lambda r: r[0]))]   # the tables' model order
 
 
 def figure2_data(graph: Graph) -> list[list]:
@@ -929,10 +929,11 @@ def curve_table(graph: Graph, points: dict[str, dict]) -> list[list]:
 
 
 def match_table(graph: Graph, table: list[list]) -> list[list]:
-    """Per [lang->en] model and task: [en][en]'s final score with its interval, and the pretraining tokens at
+    """Per model with a curve and task: [en][en]'s final score with its interval, and the pretraining tokens at
     which the model's mean first reaches the interval's low end, the mean itself and the high end. A point is
     a cut of the budget, so "first" is the first cut at or above the line: the true crossing lies between it and
-    the cut before. None: not reached within the budget (or [en][en] has no final score yet)."""
+    the cut before. None: not reached within the budget (or [en][en] has no final score yet). [en][en]'s own
+    row says when it reached its final score: at 100% unless its curve is not monotone."""
     out = [MATCH_HEADER]
     ref = {}
     by_model: dict[tuple, list[list]] = {}
@@ -950,7 +951,7 @@ def match_table(graph: Graph, table: list[list]) -> list[list]:
             ci = stats.mean_interval(ok, graph.sweep.seed, f"curve|en-scratch|{task}|1.0") or (None, None)
             ref[task] = (float(np.mean(ok)), *ci)
     for (lang, vocab, task), rows in by_model.items():
-        if (lang, vocab) == ("en", "en") or task not in ref:
+        if task not in ref:
             continue
         mean, lo, hi = ref[task]
         rows = sorted((r for r in rows if _defined(r[5]) and r[4] is not None), key=lambda r: r[3])

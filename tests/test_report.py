@@ -414,8 +414,9 @@ def test_learning_curves_and_tokens_to_match_scratch(tmp_path):
     assert [(float(r[3]), r[4], round(float(r[5]), 6), r[8]) for r in freq] == \
         [(0.25, "100", 52.0, "3/3"), (0.5, "200", 62.0, "3/3"), (1.0, "400", 72.0, "3/3")]
     match = list(csv.reader(open(folder / "tokens_to_match.csv")))
-    assert len(match) == 2      # [en][en] is the reference, not a row
-    r = match[1]
+    assert [m[:2] for m in match[1:]] == [["en", "en"], ["S→en", "en"]]
+    assert match[1][6:] == ["", "", ""]      # [en][en]'s own cuts have no tokens yet (its segments not done)
+    r = match[2]
     assert r[:3] == ["S→en", "en", "sst2"] and [round(float(v), 6) for v in r[3:6]] == [63.0, 58.0, 68.0]
     assert r[6:] == ["200", "400", "400"]    # 62 >= 58 at 50%; 63 and 68 only at the end (72)
     assert (folder / "learning_curves.png").stat().st_size > 0
