@@ -66,6 +66,9 @@ class Source(TransferSettings):
                                                    "English word' per line (WECHSEL's format)")
     wechsel_vectors: str | None = setting(None, "vocab mode wechsel: fastText .bin of source-language words (e.g. "
                                                 "cc.sv.300.bin); null: trained on source_corpus (or the build corpus)")
+    tokenizer_family: Literal["wordpiece", "bpe", "unigram"] = setting(
+        "wordpiece", "the source tokenizer's family: wordpiece (BERT), bpe (byte-level, RoBERTa), unigram "
+                     "(SentencePiece, XLM-R); its English vocabulary is learned in the same family")
     pretraining_tokens: int | None = setting(None, "tokens the source model was pretrained on (its paper or model "
                                                    "card), for experiments.scratch_budget: match; a built source's "
                                                    "come from its build.pretrain max_steps", ge=1)
@@ -74,12 +77,17 @@ class Source(TransferSettings):
     def _one_model(self):
         if (self.model is None) == (self.build is None):
             raise ValueError("give either model (hub id or folder) or build, exactly one")
+        if self.build is not None and self.tokenizer_family != "wordpiece":
+            raise ValueError("a built source (bert, roformer) has a WordPiece vocabulary: leave tokenizer_family out")
         return self
 
 
 class Target(TokenizerSettings):
-    """The English vocabulary (and, through `corpus`, the English pretraining text)."""
-    corpus: str = setting(doc="name of the English corpus (under `corpora`)")
+    """The target vocabulary (and, through `corpus`, the target pretraining text): English in the paper, any
+    language here (`language`: e.g. sv, with a Swedish corpus and Swedish tasks in the GLUE layout)."""
+    corpus: str = setting(doc="name of the target-language corpus (under `corpora`)")
+    language: str = setting("en", "the target language's code: in model keys (<source>-to-<language>-<mode>, "
+                                  "<language>-scratch), node ids and the report's rows", pattern=r"^[a-z][a-z0-9]*$")
 
 
 class Experiments(StageConfig):

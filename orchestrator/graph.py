@@ -228,15 +228,18 @@ class _ModelBuilder:
     def cache_dir(self) -> str:
         return str(Path(self.s.output_dir) / "cache")
 
-    def tokenizer(self, name: str, corpus: str, vocab_size: int, lowercase: bool) -> str:
-        node_id = f"tokenizer/{name}-{vocab_size}-{_casing(lowercase)}"
-        settings = self.s.target.model_dump(exclude={"corpus"}) | {"vocab_size": vocab_size}
+    def tokenizer(self, name: str, corpus: str, vocab_size: int, lowercase: bool, family: str = "wordpiece") -> str:
+        # one English vocabulary per casing and tokenizer family: a RoBERTa source needs byte-level BPE
+        node_id = f"tokenizer/{name}-{vocab_size}-{_casing(lowercase)}" + ("" if family == "wordpiece" else
+                                                                          f"-{family}")
+        settings = self.s.target.model_dump(exclude={"corpus", "language"}) | {"vocab_size": vocab_size}
         cfg = TokenizerConfig(**settings, corpus=self.s.corpora[corpus], lowercase=lowercase,
-                              output_dir=self.tok_dir(node_id))
+                              output_dir=self.tok_dir(node_id), family=family)
         return self.g.emit(node_id, "tokenizer", (), cfg, corpus_name=corpus).id
 
-    def english_tokenizer(self, lowercase: bool) -> str:
-        return self.tokenizer("en", self.s.target.corpus, self.s.target.vocab_size, lowercase)
+    def english_tokenizer(self, lowercase: bool, family: str = "wordpiece") -> str:
+        return self.tokenizer(self.s.target.language, self.s.target.corpus, self.s.target.vocab_size, lowercase,
+                              family)
 
     def tokenized(self, corpus: str, tokenizer: str, label: str, parents: tuple[str, ...]) -> str:
         """The CPU node that writes the token cache and counts of (corpus, tokenizer) before any pretraining
@@ -337,7 +340,7 @@ class _ModelBuilder:
         for mode in s.experiments.vocab_modes:
             parents, tok_dir, target_counts, source_counts, extra = built, None, None, None, {}
             if mode != "keep":   # keep mode's tokenizer is the source's, cut inside the trial: it tokenizes there
-                tok = self.english_tokenizer(src.lowercase)
+                tok = self.english_tokenizer(src.lowercase, src.tokenizer_family)
                 english = self.tokenized_by(s.target.corpus, tok)
                 parents += (tok, english)
                 tok_dir = self.tok_dir(tok)
@@ -350,9 +353,10 @@ class _ModelBuilder:
             if mode in ("focus", "wechsel"):
                 needs, extra = self._init_inputs(name, mode, tok)
                 parents += needs
-            key = f"{name}-to-en-{mode}"
-            vocab = self.label(name) if mode == "keep" else ("en" if mode == "frequency" else f"en ({mode})")
-            row = (f"{self.label(name)}→en", vocab)
+            lang = s.target.language
+            key = moved_key(s, name, mode)
+            vocab = self.label(name) if mode == "keep" else (lang if mode == "frequency" else f"{lang} ({mode})")
+            row = (f"{self.label(name)}→{lang}", vocab)
             # Every TransferSettings field of the source flows through: a new one needs no edit here.
             transfer = TransferConfig(**src.model_dump(include=set(TransferSettings.model_fields)), mode=mode,
                                       source=path, target_tokenizer=tok_dir, target_counts=target_counts,
@@ -373,7 +377,7 @@ class _ModelBuilder:
     def scratch(self) -> None:
         s = self.s
         like = s.experiments.scratch_like or s.experiments.transfer_from[0]
-        tok = self.english_tokenizer(s.experiments.scratch_lowercase)
+        tok = self.english_tokenizer(s.experiments.scratch_lowercase, s.sources[like].tokenizer_family)
         tok_dir = self.tok_dir(tok)
         if s.sources[like].build:
             # The architecture is in the config: no need to wait for the source to be pretrained.
@@ -383,18 +387,18 @@ class _ModelBuilder:
             init = TransferConfig(mode="scratch", source=s.sources[like].model, target_tokenizer=tok_dir,
                                   output_dir="-")
         parents = (tok, self.tokenized_by(s.target.corpus, tok))
-        node = self.pretrain("en-scratch", parents, init, s.target.corpus, s.pretrain, ("en", "en"),
-                             self.curve("en-scratch"))
-        self.add(Model("en-scratch", ("en", "en"), str(self.g.node_dir(node) / "model"), node, "en"))
+        lang, key = s.target.language, scratch_key(s)
+        node = self.pretrain(key, parents, init, s.target.corpus, s.pretrain, (lang, lang), self.curve(key))
+        self.add(Model(key, (lang, lang), str(self.g.node_dir(node) / "model"), node, lang))
         if s.experiments.scratch_budget != "match":
             return
         for name in s.experiments.transfer_from:
             # [en][en] at the compute of [name->en][en]: the same English budget plus what the source model was
             # pretrained on before the transfer began.
-            key, row = f"en-scratch-match-{name}", ("en", f"en (+{self.label(name)} budget)")
+            key, row = scratch_key(s, name), (lang, f"{lang} (+{self.label(name)} budget)")
             node = self.pretrain(key, parents, init, s.target.corpus, s.pretrain, row, self.curve(key),
                                  extra_tokens=self.source_tokens(name))
-            self.add(Model(key, row, str(self.g.node_dir(node) / "model"), node, "en"))
+            self.add(Model(key, row, str(self.g.node_dir(node) / "model"), node, lang))
 
     def source_tokens(self, name: str) -> int:
         """The tokens source `name` was pretrained on: its pretraining_tokens, or its build budget."""
@@ -403,6 +407,17 @@ class _ModelBuilder:
             return src.pretraining_tokens
         p = src.build.pretrain
         return p.max_steps * p.batch_size * p.block_size
+
+
+def moved_key(s: Sweep, source: str, mode: str) -> str:
+    """The model key of `source` moved to the target language by `mode`: sv-to-en-frequency."""
+    return f"{source}-to-{s.target.language}-{mode}"
+
+
+def scratch_key(s: Sweep, matched: str | None = None) -> str:
+    """The key of the target-language model from scratch ([en][en]: en-scratch), or of its equal-compute twin
+    for source `matched` (en-scratch-match-sv)."""
+    return f"{s.target.language}-scratch" + (f"-match-{matched}" if matched is not None else "")
 
 
 def curve_point(key: str, fraction: float) -> str:
@@ -532,12 +547,13 @@ def _forgetting(g: Graph, models: dict[str, Model]) -> None:
         if not f.reattach:
             continue
         src, label = models[name], s.sources[name].label or name
-        for m in (m for m in group if m.key.startswith(f"{name}-to-en-")):
+        moved = moved_key(s, name, "")
+        for m in (m for m in group if m.key.startswith(moved)):
             # The trained body with the source's vocabulary and word embeddings back, tuned on the source's tasks
             # only (it reads the source language): [lang] - this = what the body forgot.
             node_id = f"reattach/{m.key}"
             cfg = ReattachConfig(trained=m.path, source=src.path, output_dir=str(g.node_dir(node_id) / "model"))
-            mode = m.key[len(f"{name}-to-en-"):]
+            mode = m.key[len(moved):]
             back = Model(f"{m.key}-reattached", (m.row[0], f"{label} re-attached ({mode})"), cfg.output_dir,
                          node_id, name, glue=False)
             g.emit(node_id, "reattach", tuple(dict.fromkeys(m.parents + src.parents)), cfg, model=back.key,
@@ -557,7 +573,7 @@ def _learning_curves(g: Graph, models: dict[str, Model]) -> None:
                               f"{', '.join(models)}")
         if models[key].source == key or not models[key].node:
             raise ConfigError(f"learning_curve.models: {key!r} is a source model, not pretrained on English in this "
-                              "sweep; name [lang->en] models or en-scratch")
+                              f"sweep; name [lang->{s.target.language}] models or {scratch_key(s)}")
     ft = s.finetune
     settings = ft.model_dump(exclude={"tasks", "seeds", "predict_test", "save_model"})
     for m in models.values():

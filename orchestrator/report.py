@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator import stats
-from orchestrator.graph import Graph
+from orchestrator.graph import Graph, moved_key, scratch_key
 from orchestrator.runner import read_done
 from stages.common import read_json
 from stages.glue import primary_metric
@@ -128,15 +128,16 @@ def model_rank(graph: Graph, key: str | None) -> tuple:
     a model's nodes deeper in the graph, which would move its rows."""
     s = graph.sweep
     sources, modes = list(s.sources), list(s.experiments.vocab_modes)
+    scratch, matched = scratch_key(s), scratch_key(s, "")
     if key is None:
         return (len(sources) + 2, 0, 0)
-    if key == "en-scratch" or key.startswith("en-scratch-match-"):
-        return (0, 0 if key == "en-scratch" else 1 + sources.index(key[len("en-scratch-match-"):]), 0)
+    if key == scratch or key.startswith(matched):
+        return (0, 0 if key == scratch else 1 + sources.index(key[len(matched):]), 0)
     if key in s.sources:
         return (1 + sources.index(key), 0, 0)
     for name in sorted(sources, key=len, reverse=True):   # the longest name first: "ar10" before "ar1"
-        if key.startswith(f"{name}-to-en-"):
-            mode, back = key[len(name) + len("-to-en-"):], 0
+        if key.startswith(moved_key(s, name, "")):
+            mode, back = key[len(moved_key(s, name, "")):], 0
             if mode.endswith("-reattached"):
                 mode, back = mode[:-len("-reattached")], 1
             return (1 + sources.index(name), 1 + (modes.index(mode) if mode in modes else len(modes)), back)
@@ -408,7 +409,8 @@ def figure2_data(graph: Graph) -> list[list]:
         if node.kind == "finetune" and node.model not in by_model:
             by_model[node.model] = node
     row_of = {tuple(r[:2]): r[2:-1] for r in mean_rows[1:]}
-    base = row_of.get(("en", "en"))
+    lang = graph.sweep.target.language
+    base = row_of.get((lang, lang))
     out = [["source", "task", "max gain", "lo", "hi", "model"]]
     if base is None:
         return out
@@ -416,7 +418,7 @@ def figure2_data(graph: Graph) -> list[list]:
     for src in graph.sweep.experiments.transfer_from:
         variants = []
         for mode in ("frequency", "keep"):   # the paper's two [lang->en] models; random-map is our control
-            n = graph.nodes.get(f"pretrain/{src}-to-en-{mode}")
+            n = graph.nodes.get(f"pretrain/{moved_key(graph.sweep, src, mode)}")
             if n is not None and tuple(n.row) in row_of:
                 variants.append((n.model, row_of[tuple(n.row)]))
         if not variants:
@@ -431,7 +433,8 @@ def figure2_data(graph: Graph) -> list[list]:
                 continue
             gain, key = max(gains)
             # The bar's interval: the bootstrap interval of the chosen model's seed-paired gain over [en][en].
-            per_seed = [_task_by_seed(by_seed.get(k, {}), [cols[i] for i in idx]) for k in (key, "en-scratch")]
+            per_seed = [_task_by_seed(by_seed.get(k, {}), [cols[i] for i in idx])
+                        for k in (key, scratch_key(graph.sweep))]
             r = stats.paired(*per_seed, graph.sweep.seed, f"figure2|{key}|{task}")
             lo, hi = r.interval if r and r.interval else (None, None)
             out.append([graph.sweep.sources[src].label or src, task, gain, lo, hi, _label(by_model[key].row)])
@@ -495,8 +498,12 @@ def _bar_figure(path: Path, data: list[list], group_col: int, bar_col: int, labe
             ys = [r[value_col] if r else 0.0 for r in found]
             yerr = None
             if err_cols:   # a bar without an interval (one seed) gets none
-                yerr = [[y - r[err_cols[0]] if r and r[err_cols[0]] is not None else 0.0 for y, r in zip(ys, found)],
-                        [r[err_cols[1]] - y if r and r[err_cols[1]] is not None else 0.0 for y, r in zip(ys, found)]]
+                # clamped at 0: a bar's mean over all its seeds can sit a float's width (or, with unpaired seeds,
+                # more) outside the interval of the paired ones; the CSV keeps both as they are
+                yerr = [[max(0.0, y - r[err_cols[0]]) if r and r[err_cols[0]] is not None else 0.0
+                         for y, r in zip(ys, found)],
+                        [max(0.0, r[err_cols[1]] - y) if r and r[err_cols[1]] is not None else 0.0
+                         for y, r in zip(ys, found)]]
             ax.bar([x + i * width for x in range(len(cats))], ys, width, yerr=yerr, capsize=2,
                    error_kw={"linewidth": 0.8}, label=" ".join(f"[{v}]" for v in ser) or None)
         ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(cats))], cats, rotation=30)
@@ -618,20 +625,21 @@ def _interval_markdown(table: list[list], cols: list[str]) -> str:
 # paper's claim together with seven exploratory init comparisons would only hide it.
 def study_pairs(graph: Graph) -> list[tuple[str, str, str, str]]:
     """(a, b, question, family) model-key pairs of the study that this sweep has both models of."""
-    exp = graph.sweep.experiments
+    exp, exp_sweep = graph.sweep.experiments, graph.sweep
     keys = {n.model for n in graph.nodes.values() if n.model}
     pairs = []
     for src in exp.transfer_from:
-        freq, keep, rmap = (f"{src}-to-en-{m}" for m in ("frequency", "keep", "random-map"))
-        pairs += [(freq, f"en-scratch-match-{src}", "transfer beats scratch at equal compute", "equal compute"),
-                  (freq, "en-scratch", "transfer beats scratch", "transfer"),
-                  (keep, "en-scratch", "transfer beats scratch", "transfer"),
+        freq, keep, rmap = (moved_key(exp_sweep, src, m) for m in ("frequency", "keep", "random-map"))
+        scratch = scratch_key(exp_sweep)
+        pairs += [(freq, scratch_key(exp_sweep, src), "transfer beats scratch at equal compute", "equal compute"),
+                  (freq, scratch, "transfer beats scratch", "transfer"),
+                  (keep, scratch, "transfer beats scratch", "transfer"),
                   (freq, src, "transfer beats the source model", "transfer"),
                   (freq, keep, "a new vocabulary beats keeping the source's", "vocabulary"),
                   (freq, rmap, "frequency rank beats a random map", "vocabulary")]
         for mode in exp.vocab_modes:
             if mode not in ("frequency", "keep", "random-map"):
-                pairs.append((f"{src}-to-en-{mode}", freq, f"{mode} vs frequency rank", "inits"))
+                pairs.append((moved_key(exp_sweep, src, mode), freq, f"{mode} vs frequency rank", "inits"))
     return [p for p in pairs if p[0] in keys and p[1] in keys]
 
 
@@ -662,13 +670,14 @@ def comparisons(graph: Graph, glue: tuple[list[str], dict] | None = None,
                             "result": stats.paired(glue[a]["cols"][c], glue[b]["cols"][c], seed, f"{a}|{b}|{c}")})
     for src in graph.sweep.experiments.transfer_from:
         for mode in ("frequency", "keep"):
-            moved = f"{src}-to-en-{mode}"
+            moved = moved_key(graph.sweep, src, mode)
             if moved in wic and src in wic:
                 out.append({"family": "WiC", "question": "semantics is retained", "a": moved, "b": src,
                             "column": "WiC", "result": stats.paired(wic[moved]["cols"]["WiC"], wic[src]["cols"]["WiC"],
                                                                     seed, f"{moved}|{src}|WiC")})
         back_of = {moved: back for back, moved in reattached.get(src, {}).items()}
-        for moved in [k for k in forget if k.startswith(f"{src}-to-en-") and k not in reattached.get(src, {})]:
+        for moved in [k for k in forget if k.startswith(moved_key(graph.sweep, src, ""))
+                      and k not in reattached.get(src, {})]:
             if src not in forget:
                 continue
             pairs = [(moved, src, "forgetting", "the source language is forgotten")]
@@ -739,23 +748,25 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
             return f"cannot be told: {r.n} seeds, a test needs {stats.MIN_PAIRS} ({r.mean_diff:+.2f}{ci})"
         return f"cannot be told apart at {r.n} seeds ({what})"
 
+    L = graph.sweep.target.language
+    target = "English" if L == "en" else f"[{L}]"
     for src in graph.sweep.experiments.transfer_from:
-        freq = f"{src}-to-en-frequency"
+        freq = moved_key(graph.sweep, src, "frequency")
         name = graph.sweep.sources[src].label or src
         lines.append(f"\n[{name}]\n")
-        c = by.get((freq, "en-scratch", "AVG"))
-        lines.append(f"1. Transferred models beat the English model from scratch on GLUE (AVG, [{name}→en][en] − "
-                     "[en][en]): " + (said(c, "holds", "does not hold: lower") if c else "not in this sweep") + "\n")
-        c = by.get((freq, f"en-scratch-match-{src}", "AVG"))
+        c = by.get((freq, scratch_key(graph.sweep), "AVG"))
+        lines.append(f"1. Transferred models beat the {target} model from scratch on GLUE (AVG, "
+                     f"[{name}→{L}][{L}] − [{L}][{L}]): " + (said(c, "holds", "does not hold: lower") if c else "not in this sweep") + "\n")
+        c = by.get((freq, scratch_key(graph.sweep, src), "AVG"))
         if c:   # experiments.scratch_budget: match
-            lines.append(f"   At equal compute ([en][en] trained on [{name}→en][en]'s English tokens plus "
+            lines.append(f"   At equal compute ([{L}][{L}] trained on [{name}→{L}][{L}]'s {target} tokens plus "
                          f"[{name}]'s own pretraining): " + said(c, "holds", "does not hold: lower") + "\n")
         moved_row, src_row = rows_of.get(freq), rows_of.get(src)
         pm, ps = (t3.get(tuple(r)) if r else None for r in (moved_row, src_row))
         if pm and ps and all(_defined(pm[i]) and _defined(ps[i]) for i in (2, 3)):
             du, dd = pm[2] - ps[2], pm[3] - ps[3]
             verdict = "holds in direction" if du > 0 and dd > 0 else "does not hold"
-            lines.append(f"2. Syntax is learned during transfer (structural probe, [{name}→en][en] − [{name}]): "
+            lines.append(f"2. Syntax is learned during transfer (structural probe, [{name}→{L}][{L}] − [{name}]): "
                          f"{verdict}: UUAS {du:+.2f}, DSpr {dd:+.2f} (one probe per model and layer: no seed "
                          "interval)\n")
         else:
@@ -769,7 +780,7 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
             state = {"higher": "holds (higher after transfer)", "lower": "does not hold: lower after transfer",
                      "not told apart": "consistent: no difference told apart",
                      "too few seeds": f"cannot be told: {r.n} seeds, a test needs {stats.MIN_PAIRS}"}[c["verdict"]]
-            lines.append(f"3. Semantics is retained from the source (WiC, [{name}→en][en] − [{name}]): {state} "
+            lines.append(f"3. Semantics is retained from the source (WiC, [{name}→{L}][{L}] − [{name}]): {state} "
                          f"({r.mean_diff:+.2f} over {r.n} seeds, Holm p {_p(r.holm_p)}){chance}\n")
         else:
             lines.append("3. Semantics is retained from the source (WiC): no WiC results for both models\n")
@@ -777,7 +788,7 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
         forgot = [c for c in comps if c["family"] == "forgetting" and c["a"] == freq and c["column"] in own]
         if forgot:
             parts = [f"{c['column']} " + said(c, "higher after transfer", "lower: forgotten") for c in forgot]
-            lines.append(f"4. The source language is forgotten ([{name}→en][en] − [{name}] on source tasks): "
+            lines.append(f"4. The source language is forgotten ([{name}→{L}][{L}] − [{name}] on source tasks): "
                          + "; ".join(parts) + "\n")
             body = [c for c in comps if c["family"] == "forgetting: re-attached" and c["b"] == src
                     and c["a"] == f"{freq}-reattached" and c["column"] in own]
@@ -939,7 +950,7 @@ def match_table(graph: Graph, table: list[list]) -> list[list]:
     by_model: dict[tuple, list[list]] = {}
     for r in table[1:]:
         by_model.setdefault((r[0], r[1], r[2]), []).append(r)
-    scratch = [n for n in graph.nodes.values() if n.model == "en-scratch" and n.kind == "finetune"]
+    scratch = [n for n in graph.nodes.values() if n.model == scratch_key(graph.sweep) and n.kind == "finetune"]
     if not scratch:
         return out
     seeds = set(graph.sweep.learning_curve.seeds or graph.sweep.finetune.seeds)
@@ -948,7 +959,8 @@ def match_table(graph: Graph, table: list[list]) -> list[list]:
                 and n.params["config"]["seed"] in seeds and (d := read_done(graph, n.id)) and d.get("metrics")]
         ok = [v for v in vals if _defined(v)]
         if ok:
-            ci = stats.mean_interval(ok, graph.sweep.seed, f"curve|en-scratch|{task}|1.0") or (None, None)
+            ci = stats.mean_interval(ok, graph.sweep.seed, f"curve|{scratch_key(graph.sweep)}|{task}|1.0") \
+                or (None, None)
             ref[task] = (float(np.mean(ok)), *ci)
     for (lang, vocab, task), rows in by_model.items():
         if task not in ref:

@@ -1,4 +1,5 @@
-"""Stage 1: train a BERT WordPiece vocabulary on the target corpus.
+"""Stage 1: train the target vocabulary on the target corpus, in the source tokenizer's family: WordPiece (BERT,
+the default and the paper's), byte-level BPE (RoBERTa) or SentencePiece-style Unigram (XLM-R).
 
 The result is a folder that `AutoTokenizer.from_pretrained` loads. The vocabulary is learned the way the
 `tokenizers` WordPiece trainer learns it (start from characters, word-internal ones with "##", merge the
@@ -16,6 +17,11 @@ words are encoded (benchmarks/tokenizer_learner.py; the learner it replaced, wit
 2 minutes for 100K types and grew like types^1.5). `trainer="tokenizers"` runs the Rust trainer instead
 (multi-threaded, counting included), at the price of tied merges that depend on the process: the vocabulary
 is trained once per sweep and every dependent node reuses it.
+
+`family: bpe` and `family: unigram` use the `tokenizers` trainers of those models (their own learners; the
+`exact` one is WordPiece's), with the pipelines RoBERTa and XLM-R ship: byte-level pre-tokenization and
+`<s> A </s></s> B </s>` pairs for BPE, NFKC, Metaspace ("▁") and the same pair template for Unigram, and the
+specials `<s> <pad> </s> <unk> <mask>`, which the transfer stage matches to the source's by role.
 """
 from __future__ import annotations
 
@@ -56,10 +62,16 @@ class TokenizerSettings(StageConfig):
     max_unk_rate: Number = setting(0.01, "fail when held-out text is more [UNK] than this", ge=0, le=1)
 
 
+Family = Literal["wordpiece", "bpe", "unigram"]
+ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]   # ids 0-4, as in RoBERTa's own vocabulary
+
+
 class TokenizerConfig(TokenizerSettings):
     corpus: CorpusConfig = setting(doc="the text the vocabulary is learned on")
     output_dir: str = setting(doc="where the tokenizer folder is written")
     lowercase: bool = setting(False, "casing follows the source model: cased except AraBERT")
+    family: Family = setting("wordpiece", "the source tokenizer's family: wordpiece (BERT), bpe (byte-level, "
+                                          "RoBERTa), unigram (SentencePiece, XLM-R)", added=True)
 
 
 @dataclass(frozen=True)
@@ -472,6 +484,47 @@ def _tokenizer_from_vocab(vocab: list[str], lowercase: bool):
     return tok
 
 
+def _train_roberta_family(documents, cfg: TokenizerConfig):
+    """A byte-level BPE (RoBERTa) or Unigram (XLM-R) tokenizer trained on `documents` by the `tokenizers`
+    trainer of that family, with that model's pipeline and pair template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if cfg.family == "bpe":
+        tok = Tokenizer(models.BPE())               # byte-level: every string has pieces, nothing is unknown
+        if cfg.lowercase:
+            tok.normalizer = normalizers.Lowercase()
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                      special_tokens=ROBERTA_SPECIALS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        tok = Tokenizer(models.Unigram())
+        steps = [normalizers.Nmt(), normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+        tok.normalizer = normalizers.Sequence(steps + ([normalizers.Lowercase()] if cfg.lowercase else []))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size, special_tokens=ROBERTA_SPECIALS,
+                                          unk_token="<unk>", show_progress=False)
+    tok.train_from_iterator(documents, trainer)
+    cls, sep = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    if cfg.family == "bpe":   # offsets trimmed of the leading space byte, so a word's offsets are the word's
+        tok.post_processor = processors.RobertaProcessing(("</s>", sep), ("<s>", cls), trim_offsets=True,
+                                                          add_prefix_space=False)
+    else:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", cls), ("</s>", sep)])
+    return tok
+
+
+def _roberta_fast(tok, cfg: TokenizerConfig):
+    from transformers import RobertaTokenizerFast, XLMRobertaTokenizerFast
+
+    cls = RobertaTokenizerFast if cfg.family == "bpe" else XLMRobertaTokenizerFast
+    return cls(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+               unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=512)
+
+
 def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
     from transformers import BertTokenizerFast
 
@@ -493,18 +546,21 @@ def train_tokenizer(cfg: TokenizerConfig) -> TokenizerResult:
                 continue
             yield d
 
-    if cfg.trainer == "exact":
-        # The counts go straight into the learner, which frees them once it has encoded the words.
-        vocab = learn_vocabulary(count_words(training_documents(), cfg.lowercase, _count_workers()),
-                                 cfg.vocab_size, cfg.min_frequency, cfg.limit_alphabet)
+    if cfg.family != "wordpiece":   # RoBERTa / XLM-R: their family's trainer (`trainer`, `limit_alphabet`
+        tok = _train_roberta_family(training_documents(), cfg)   # are WordPiece's settings)
+        fast = _roberta_fast(tok, cfg)
     else:
-        vocab = _train_with_tokenizers(pipeline, training_documents(), cfg)
+        if cfg.trainer == "exact":
+            # The counts go straight into the learner, which frees them once it has encoded the words.
+            vocab = learn_vocabulary(count_words(training_documents(), cfg.lowercase, _count_workers()),
+                                     cfg.vocab_size, cfg.min_frequency, cfg.limit_alphabet)
+        else:
+            vocab = _train_with_tokenizers(pipeline, training_documents(), cfg)
+        tok = _tokenizer_from_vocab(vocab, cfg.lowercase)
+        fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, unk_token="[UNK]",
+                                 sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
+                                 model_max_length=512)
     held_out = held_out or [first]  # under 100 documents: check the first one (it was also trained on)
-    tok = _tokenizer_from_vocab(vocab, cfg.lowercase)
-
-    fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=cfg.lowercase, unk_token="[UNK]",
-                             sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
-                             model_max_length=512)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out))

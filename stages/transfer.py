@@ -157,6 +157,18 @@ class TransferResult:
     seconds: float
 
 
+def _check_family(src_tok, new_tok) -> None:
+    """The new vocabulary must be of the source tokenizer's family: a RoBERTa body reads `<s> A </s></s> B
+    </s>` pairs without token types, a BERT one `[CLS] A [SEP] B [SEP]` with them."""
+    from stages.inits import family
+
+    have, want = family(new_tok), family(src_tok)
+    if have != want:
+        raise StageError(f"the source's tokenizer is {want} but the new vocabulary is {have}: set the source's "
+                         f"tokenizer_family: {want} in the sweep (sources.<name>.tokenizer_family), so its English "
+                         "vocabulary is learned in the same family")
+
+
 def _role_ids(tok) -> dict[str, int]:
     ids = {r: getattr(tok, f"{r}_token_id") for r in ROLES}
     missing = [r for r, i in ids.items() if i is None]
@@ -382,6 +394,7 @@ def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> Transfe
             raise StageError(f"{cfg.mode} mode needs target_tokenizer (the English tokenizer folder)")
         tgt_tok = load_tokenizer(cfg.target_tokenizer)
         if cfg.mode == "scratch":   # the source's architecture, the new vocabulary
+            _check_family(load_tokenizer(cfg.source), tgt_tok)
             config = AutoConfig.from_pretrained(resolve_pretrained(cfg.source))
             config.vocab_size = len(tgt_tok)
             config.pad_token_id = tgt_tok.pad_token_id
@@ -423,6 +436,7 @@ def transfer(cfg: TransferConfig, log: Callable[[str], None] = print) -> Transfe
             raise StageError(f"{cfg.mode} mode needs target_tokenizer (the English tokenizer folder)")
         new_tok = load_tokenizer(cfg.target_tokenizer)
         _check_casing(cfg, src_tok, new_tok)
+        _check_family(src_tok, new_tok)
     init = None
     if cfg.mode in INITS:
         init = INITS[cfg.mode](InitInputs(src_tok, new_tok, emb, bias, _role_ids(src_tok), _role_ids(new_tok),

@@ -230,3 +230,30 @@ def test_equal_compute_scratch_is_its_own_family(tmp_path):
     assert "At equal compute ([en][en] trained on [S→en][en]'s English tokens plus [S]'s own pretraining): " \
            "cannot be told apart at 3 seeds" in text
     assert "equal compute, a fourth" in text
+
+
+def test_any_target_language_names_the_keys_rows_and_findings(tmp_path):
+    """target.language: sv moves S to Swedish: keys S-to-sv-*, sv-scratch, the Swedish vocabulary's node, rows
+    and findings in [S→sv][sv]; the study's pairs are found under those keys."""
+    from orchestrator.config import REPO_ROOT, load_sweep
+    from orchestrator.graph import build_graph
+    from orchestrator.report import comparisons, write_report
+
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml", [
+        f"output_dir={tmp_path}", "target.language=sv", "probe=null", "wic=null", "forgetting=null",
+        "winogender=null", "learning_curve=null"], base_dir=tmp_path))
+    assert {"pretrain/S-to-sv-frequency", "pretrain/sv-scratch", "pretrain/sv-scratch-match-S",
+            "tokenizer/sv-1000-cased"} <= set(g.nodes)
+    assert not any("-to-en-" in n or "en-scratch" in n for n in g.nodes)
+    assert g.nodes["pretrain/S-to-sv-random-map"].row == ("S→sv", "sv (random-map)")
+    assert g.nodes["pretrain/sv-scratch"].row == ("sv", "sv")
+    for task, key in KEYS.items():
+        for i, seed in enumerate((1, 2, 3)):
+            _write_done(g, f"finetune/S-to-sv-frequency/{task}/seed{seed}", {key: (SCRATCH[task][i] + 9) / 100})
+            _write_done(g, f"finetune/sv-scratch/{task}/seed{seed}", {key: SCRATCH[task][i] / 100})
+    c = next(x for x in comparisons(g) if x["a"] == "S-to-sv-frequency" and x["b"] == "sv-scratch"
+             and x["column"] == "AVG")
+    assert c["family"] == "GLUE AVG: transfer" and c["result"].mean_diff == pytest.approx(9.0)
+    text, _ = write_report(g)
+    assert "1. Transferred models beat the [sv] model from scratch on GLUE (AVG, [S→sv][sv] − [sv][sv]): " in text
+    assert "| sv | sv |" in text and "| S→sv | sv |" in text
