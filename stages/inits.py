@@ -265,6 +265,10 @@ def init_focus(inp: InitInputs) -> Init:
                          "the fasttext node writes it; alone, train one with stages/vectors.py (a fastText .bin "
                          "trained on target text tokenized by the target tokenizer, one token per word)")
     s = o.focus
+    for side, tok in (("source", inp.src_tok), ("target", inp.tgt_tok)):
+        if family(tok) == "unigram" and sum(t.startswith("▁") for t in tok.get_vocab()) <= 100:
+            inp.log(f"[focus] warning: the {side} vocabulary has at most 100 '▁' tokens, under deepfocus's threshold "
+                    "for reading it as SentencePiece: it matches its overlap by its byte-level BPE rule instead")
     with _quiet():
         weights = FOCUS(target_tokenizer=inp.tgt_tok, source_tokenizer=inp.src_tok,
                         source_embeddings=inp.emb.float(), auxiliary_embedding_mode="fasttext-tokenlevel",

@@ -152,3 +152,35 @@ def test_the_sweep_learns_one_english_vocabulary_per_family(tmp_path):
         from orchestrator.config import DEFAULT_CONFIG
 
         load_sweep(DEFAULT_CONFIG, ["sources.S.tokenizer_family=unigram"], base_dir=tmp_path)
+
+
+def test_focus_runs_on_the_family_and_copies_the_shared_strings(world):
+    """FOCUS through deepfocus on BPE / Unigram vocabularies: its fastText vectors of English tokens in the
+    family's pieces, the specials by role, and every exactly shared string that occurs in the English text
+    copied (FOCUS's overlap). Left out by deepfocus's own rules: tokens without a fastText vector (byte-level
+    BPE's unused alphabet: drawn at random) and partial UTF-8 bytes (they decode to U+FFFD). deepfocus takes
+    a vocabulary for SentencePiece only above 100 "▁" tokens (XLM-R has 250K); this world's Unigram
+    vocabularies are too small for that heuristic, so there FOCUS runs and keeps the roles, and the overlap
+    check is BPE's."""
+    from transformers import AutoModelForMaskedLM
+
+    from stages.vectors import VectorsConfig, train_vectors
+
+    vec = train_vectors(VectorsConfig(corpus=CorpusConfig(files=[str(ENGLISH)]), unit="tokens",
+                                      tokenizer=world["en"], output_dir=str(world["tmp"] / "vec"), dim=16,
+                                      min_count=1, bucket=10_000))
+    out = world["tmp"] / "moved-focus"
+    transfer(TransferConfig(source=world["src"], mode="focus", output_dir=str(out), target_tokenizer=world["en"],
+                            focus_vectors=vec.path), log=lambda *_: None)
+    src_tok, new_tok = load_tokenizer(world["src"]), load_tokenizer(str(out))
+    src = AutoModelForMaskedLM.from_pretrained(world["src"]).get_input_embeddings().weight.detach()
+    new = AutoModelForMaskedLM.from_pretrained(str(out)).get_input_embeddings().weight.detach()
+    for role in ROLES:
+        assert torch.equal(new[getattr(new_tok, f"{role}_token_id")], src[getattr(src_tok, f"{role}_token_id")])
+    if world["fam"] != "bpe":
+        return
+    seen = {i for line in ENGLISH.read_text().splitlines() for i in new_tok(line)["input_ids"]}
+    src_vocab, specials = src_tok.get_vocab(), set(new_tok.all_special_ids)
+    shared = [(i, src_vocab[t]) for t, i in new_tok.get_vocab().items() if t in src_vocab and i not in specials
+              and i in seen and "\ufffd" not in new_tok.convert_tokens_to_string([t])]
+    assert len(shared) >= 20 and all(torch.equal(new[i], src[j]) for i, j in shared)
