@@ -756,7 +756,8 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
         lines.append(f"\n[{name}]\n")
         c = by.get((freq, scratch_key(graph.sweep), "AVG"))
         lines.append(f"1. Transferred models beat the {target} model from scratch on GLUE (AVG, "
-                     f"[{name}→{L}][{L}] − [{L}][{L}]): " + (said(c, "holds", "does not hold: lower") if c else "not in this sweep") + "\n")
+                     f"[{name}→{L}][{L}] − [{L}][{L}]): "
+                     + (said(c, "holds", "does not hold: lower") if c else "not in this sweep") + "\n")
         c = by.get((freq, scratch_key(graph.sweep, src), "AVG"))
         if c:   # experiments.scratch_budget: match
             lines.append(f"   At equal compute ([{L}][{L}] trained on [{name}→{L}][{L}]'s {target} tokens plus "
