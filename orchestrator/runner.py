@@ -331,6 +331,9 @@ def _run(node: Node, trial: Trial, d: Path, root: Path, tracker, run_id, log, ke
                    outputs=_outputs(node, d, root, summary))
     write_json(d / DONE, summary)             # last, atomically: from here on the node is finished
     if tracker and run_id:                    # at once: a kill after DONE must not leave the run RUNNING
+        # the cost beside the curves: MLflow compares runs by GPU-seconds, tokens seen or MFU
+        tracker.log_metrics(run_id, 0, {f"compute/{k}": v for k, v in summary["compute"].items()
+                                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tracker.log_artifact(run_id, d / DONE, "node")
         tracker.finish(run_id, ok=True)
     if not keep_checkpoints and not node.params["config"].get("stop_at_fraction"):

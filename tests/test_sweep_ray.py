@@ -122,6 +122,10 @@ def test_sweep_through_ray(tmp_path, ray_session, capsys):
     assert (params["lang"], params["vocab"], params["model_name"]) == ("S→en", "S", "S-to-en-keep")
     pre = next(r for r in runs if r.data.tags["xlt.node_id"] == "pretrain/S-to-en-keep")
     assert [m.step for m in client.get_metric_history(pre.info.run_id, "train/loss")] == [3, 6]
+    # the DONE's compute record, as metrics: 6 steps x 8 x 32 tokens, and the examples the fine-tune saw
+    assert pre.data.metrics["compute/tokens_seen"] == 6 * 8 * 32 and pre.data.metrics["compute/gpu_seconds"] == 0
+    assert ft.data.metrics["compute/examples_seen"] == done["finetune/S-to-en-keep/sst2/seed1"]["compute"][
+        "examples_seen"] > 0 and ft.data.metrics["compute/wall_s"] > 0
     assert "transfer" in {a.path for a in client.list_artifacts(pre.info.run_id)}
 
     out = capsys.readouterr().out
