@@ -109,6 +109,10 @@ class Rates:
     gpu_overhead_s: float = GPU_OVERHEAD_S
     cpu_overhead_s: float = CPU_OVERHEAD_S
     notes: tuple[str, ...] = ()  # where each rate comes from, printed
+    # Calibration on this sweep's finished nodes (`calibrate`): their measured seconds, and per kind the median
+    # measured / estimated ratio that scales the estimates of the nodes not run yet.
+    done_seconds: dict = field(default_factory=dict)
+    kind_factor: dict = field(default_factory=dict)
 
 
 def assumed_rates() -> Rates:
@@ -264,6 +268,34 @@ def stated_pretrain_rate(tokens_per_s: float, base: Rates) -> Rates:
             "their FLOPs/token")
     kept = [k for k in base.notes if _topic(k) != "pretraining"]
     return dataclasses.replace(base, pretrain_flops=flops, notes=(note, *kept))
+
+
+def calibrate(graph, rates: Rates, corpus_tokens: dict[str, float] | None = None) -> Rates:
+    """Rates that know this sweep's finished nodes (a DONE with a compute record): each of those takes the
+    seconds it measured, and every node of a kind with finished nodes is scaled by the kind's median measured /
+    estimated ratio, which carries what the rates miss (start-up, evaluation passes, saving, the machine's day).
+    Unchanged when nothing has finished."""
+    from orchestrator.runner import read_done
+
+    done = {}
+    for nid in graph.nodes:
+        record = read_done(graph, nid)
+        if record and (record.get("compute") or {}).get("wall_s") is not None:
+            done[nid] = float(record["compute"]["wall_s"])
+    if not done:
+        return rates
+    work = Work(graph, rates, corpus_tokens)
+    ratios: dict[str, list[float]] = {}
+    for nid, wall in done.items():
+        predicted, _ = work.estimated(graph.nodes[nid])
+        if predicted > 0:
+            ratios.setdefault(graph.nodes[nid].kind, []).append(wall / predicted)
+    factor = {k: sorted(v)[len(v) // 2] for k, v in ratios.items()}   # the upper median: one node's own ratio
+    order = sorted(factor, key=lambda k: KINDS[k].order)
+    note = (f"calibration: {len(done)} finished node(s) of this sweep take their measured seconds; the others are "
+            "scaled per kind by the median measured / estimated ratio: "
+            + ", ".join(f"{k} {factor[k]:.2f}x" for k in order))
+    return dataclasses.replace(rates, done_seconds=done, kind_factor=factor, notes=rates.notes + (note,))
 
 
 def recorded_so_far(graph) -> str | None:
@@ -468,10 +500,19 @@ class Work:
         return [self.job(node) for node in self.g.nodes.values()]
 
     def job(self, node) -> Job:
-        seconds, what = getattr(self, f"_{node.kind}")(node)
+        seconds, what = self.estimated(node)
+        if node.id in self.r.done_seconds and self.max_steps is None:   # it ran: what it took
+            seconds, what = self.r.done_seconds[node.id], f"{what}; measured"
+        else:
+            seconds *= self.r.kind_factor.get(node.kind, 1.0)
         gpu, cpu = float(node.resources.get("gpu") or 0), float(node.resources.get("cpu") or 1)
-        seconds += self.r.gpu_overhead_s if gpu > 0 else self.r.cpu_overhead_s
         return Job(node.id, node.kind, seconds, gpu, cpu, node.parents, (KINDS[node.kind].order,), what)
+
+    def estimated(self, node) -> tuple[float, str]:
+        """The node's seconds from its work and the rates, the per-trial start-up included (uncalibrated)."""
+        seconds, what = getattr(self, f"_{node.kind}")(node)
+        gpu = float(node.resources.get("gpu") or 0)
+        return seconds + (self.r.gpu_overhead_s if gpu > 0 else self.r.cpu_overhead_s), what
 
     # --- rates for a node ---
     def _train_seconds(self, node, flops: float, rate: float) -> float:
@@ -968,6 +1009,7 @@ def plan_estimate(graph, throughput: str | None, gpus: int, cpus: float, corpus_
     if pretrain_tokens_per_s is not None:
         rates = stated_pretrain_rate(pretrain_tokens_per_s, rates)
     tokens = parse_corpus_tokens(corpus_tokens)
+    rates = calibrate(graph, rates, tokens)
     text = report(estimate(graph, rates, gpus, cpus, tokens), graph, tokens)
     so_far = recorded_so_far(graph)
     return text + (f"\n\n{so_far}" if so_far else "")

@@ -235,3 +235,31 @@ def test_rates_from_a_previous_runs_compute_records(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["plan", "--estimate", "--measured", str(tmp_path / "empty")]) == 2
     assert "no finished training node there has a compute record" in capsys.readouterr().err
+
+
+def test_finished_nodes_calibrate_the_rest_of_their_kind(tmp_path):
+    """A finished node takes its measured seconds; the others of its kind are scaled by the kind's median
+    measured / estimated ratio (here one node each: x2 for pretraining, x0.5 for fine-tuning), the rest as
+    estimated."""
+    from orchestrator.estimate import calibrate
+
+    g = build_graph(load_sweep(DEFAULT_CONFIG, [*CORE, f"output_dir={tmp_path}"], base_dir=tmp_path))
+    base = assumed_rates()
+    plain = Work(g, base)
+    assert calibrate(g, base) is base                      # nothing finished: the rates as they were
+    want = {"pretrain/S": 2.0, "finetune/S/cola/seed1": 0.5}
+    for nid, ratio in want.items():
+        (g.node_dir(nid)).mkdir(parents=True)
+        (g.node_dir(nid) / "settings.json").write_text(json.dumps({"hash": g.nodes[nid].hash}))
+        wall = ratio * plain.estimated(g.nodes[nid])[0]
+        (g.node_dir(nid) / "DONE").write_text(json.dumps({"compute": {"wall_s": wall}}))
+    r = calibrate(g, base)
+    assert r.kind_factor == pytest.approx({"pretrain": 2.0, "finetune": 0.5})
+    work = Work(g, r)
+    job = {n: work.job(g.nodes[n]).seconds for n in g.nodes}
+    assert job["pretrain/S"] == pytest.approx(2.0 * plain.estimated(g.nodes["pretrain/S"])[0])      # measured
+    assert job["pretrain/en-scratch"] == pytest.approx(2.0 * plain.estimated(g.nodes["pretrain/en-scratch"])[0])
+    assert job["finetune/S/rte/seed2"] == pytest.approx(0.5 * plain.estimated(g.nodes["finetune/S/rte/seed2"])[0])
+    tok = next(n for n in g.nodes if n.startswith("tokenizer/"))
+    assert job[tok] == pytest.approx(plain.estimated(g.nodes[tok])[0])       # a kind with nothing finished
+    assert any(n.startswith("calibration: 2 finished node(s)") for n in r.notes)
