@@ -868,13 +868,17 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                  + markdown(inits))
     text += _statistics_section(graph, folder)
     text += _curve_section(graph, folder)
+    # Apart from report.md: wall times differ from run to run, and report.md is what a rerun reproduces byte for byte.
     cost = cost_table(graph)
     _write_csv(folder / "cost.csv", cost)
-    text += ("\nCost per model (each node's DONE `compute`): its own pretraining (tokens seen, wall hours, MFU on a "
-             "GPU) and every evaluation node of it (finished / planned, training examples seen); GPU-h = wall x the "
-             "trial's GPU share, CPU-h = wall x its CPUs, pretraining and evaluations together. A transferred "
-             "model's row leaves out its source's own pretraining (the source's row); \"shared\" holds the "
-             "tokenizers, token caches and vectors every model reads\n\n" + _cost_markdown(cost))
+    (folder / "cost.md").write_text(
+        "Cost per model (each node's DONE `compute`): its own pretraining (tokens seen, wall hours, MFU on a GPU) and "
+        "every evaluation node of it (finished / planned, training examples seen); GPU-h = wall x the trial's GPU "
+        "share, CPU-h = wall x its CPUs, pretraining and evaluations together. A transferred model's row leaves out "
+        "its source's own pretraining (the source's row); \"shared\" holds the tokenizers, token caches and vectors "
+        "every model reads\n\n" + _cost_markdown(cost))
+    text += ("\nCost per model: cost.md (numbers: cost.csv). Wall times vary from run to run; everything in this "
+             "file is reproducible from the config's seeds\n")
     text += _degenerate_section(degenerate_runs(graph))
     (folder / "report.md").write_text(text)
     return text, folder

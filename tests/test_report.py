@@ -386,7 +386,8 @@ def test_cost_table_sums_each_models_pretraining_and_evaluations(tmp_path):
     assert table[-1][7] is None and table[-1][8] == pytest.approx(6.0 + 2 * cpus + 0.1)
     text, folder = write_report(g)
     assert (folder / "cost.csv").read_text().splitlines()[0].startswith("Lang,Vocab,pretrain tokens")
-    assert f"| S→en | en | 1,000,000 | 1 | 40.0% | 2/{planned} | 500 | 1.25 | 6 |" in text
+    assert f"| S→en | en | 1,000,000 | 1 | 40.0% | 2/{planned} | 500 | 1.25 | 6 |" in (folder / "cost.md").read_text()
+    assert "Cost per model: cost.md" in text and "1,000,000" not in text   # report.md: reproducible results only
 
 
 def test_learning_curves_and_tokens_to_match_scratch(tmp_path):
