@@ -168,7 +168,8 @@ def test_focus_runs_on_the_family_and_copies_the_shared_strings(world):
 
     vec = train_vectors(VectorsConfig(corpus=CorpusConfig(files=[str(ENGLISH)]), unit="tokens",
                                       tokenizer=world["en"], output_dir=str(world["tmp"] / "vec"), dim=16,
-                                      min_count=1, bucket=10_000))
+                                      min_count=1), log=lambda *_: None)   # default buckets: a small table
+    # made fastText 0.9.3 stop with "Encountered NaN." 5 times over 8 trainings on this text, the default never
     out = world["tmp"] / "moved-focus"
     transfer(TransferConfig(source=world["src"], mode="focus", output_dir=str(out), target_tokenizer=world["en"],
                             focus_vectors=vec.path), log=lambda *_: None)
