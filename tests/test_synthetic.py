@@ -3,7 +3,6 @@ that a bag of words cannot solve."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import itertools
 import json
 import os
