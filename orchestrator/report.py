@@ -724,6 +724,35 @@ def _comparison_markdown(table: list[list]) -> str:
     return markdown(rows)
 
 
+def syntax_intervals(graph: Graph, a: tuple[str, list], b: tuple[str, list]) -> dict | None:
+    """The structural-probe comparison of two models at their Table 3 layers (UUAS and DSpr each at the layer
+    chosen on dev), bootstrapped over the test sentences (stats.sentence_paired), x100; None when either
+    probe saved no per-sentence scores (a probe run before they were kept)."""
+    from stages.probe import SENTENCES_FILE
+
+    def scores(key: str, layer) -> dict | None:
+        f = graph.node_dir(f"probe/{key}/layer{layer}") / SENTENCES_FILE
+        if layer is None or not f.is_file():
+            return None
+        with np.load(f) as z:
+            return {k: z[k] for k in z.files}
+
+    p = graph.sweep.probe
+    out = {}
+    for metric, col in (("uuas", 4), ("dspr", 5)):
+        sa, sb = scores(a[0], a[1][col]), scores(b[0], b[1][col])
+        if sa is None or sb is None:
+            return None
+        r = stats.sentence_paired(sa, sb, graph.sweep.seed, f"syntax|{a[0]}|{b[0]}|{metric}", p.min_words,
+                                  p.max_words)
+        if r is None:
+            return None
+        point, (lo, hi) = r[metric]
+        out[metric] = (100 * point, (100 * lo, 100 * hi))
+        out["sentences"] = len(sa["length"])
+    return out
+
+
 def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None) -> str:
     """The paper's four findings, and for each source of this sweep whether they hold, fail or cannot be told
     apart at its number of seeds. `wic`: _wic_by_seed's result, when the caller has it."""
@@ -766,10 +795,20 @@ def findings(graph: Graph, comps: list[dict], wic: dict[str, dict] | None = None
         pm, ps = (t3.get(tuple(r)) if r else None for r in (moved_row, src_row))
         if pm and ps and all(_defined(pm[i]) and _defined(ps[i]) for i in (2, 3)):
             du, dd = pm[2] - ps[2], pm[3] - ps[3]
-            verdict = "holds in direction" if du > 0 and dd > 0 else "does not hold"
-            lines.append(f"2. Syntax is learned during transfer (structural probe, [{name}→{L}][{L}] − [{name}]): "
-                         f"{verdict}: UUAS {du:+.2f}, DSpr {dd:+.2f} (one probe per model and layer: no seed "
-                         "interval)\n")
+            boot = syntax_intervals(graph, (freq, pm), (src, ps))
+            if boot:
+                (_, (ul, uh)), (_, (dl, dh)) = boot["uuas"], boot["dspr"]
+                verdict = ("holds" if ul > 0 and dl > 0 else "does not hold: lower" if uh < 0 or dh < 0 else
+                           "cannot be told apart")
+                lines.append(f"2. Syntax is learned during transfer (structural probe, [{name}→{L}][{L}] − "
+                             f"[{name}]): {verdict}: UUAS {du:+.2f} [{ul:+.2f}, {uh:+.2f}], DSpr {dd:+.2f} "
+                             f"[{dl:+.2f}, {dh:+.2f}] (95% paired bootstrap over the {boot['sentences']:,} test "
+                             "sentences; one probe per model and layer, so no seed interval)\n")
+            else:
+                verdict = "holds in direction" if du > 0 and dd > 0 else "does not hold"
+                lines.append(f"2. Syntax is learned during transfer (structural probe, [{name}→{L}][{L}] − "
+                             f"[{name}]): {verdict}: UUAS {du:+.2f}, DSpr {dd:+.2f} (one probe per model and layer: "
+                             "no seed interval; no per-sentence scores for a sentence interval)\n")
         else:
             lines.append("2. Syntax is learned during transfer: no probe results for both models\n")
         c = by.get((freq, src, "WiC"))

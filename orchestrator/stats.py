@@ -112,3 +112,52 @@ def verdict(c: Paired | None, alpha: float = ALPHA) -> str:
 
 def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _dspr_of(lengths: np.ndarray, spearman: np.ndarray, idx: np.ndarray, min_words: int, max_words: int
+             ) -> np.ndarray:
+    """DSpr of each resample (a row of sentence indices): per length the mean of its sentences' mean row
+    Spearman, then the unweighted mean over the lengths min_words..max_words present in that resample."""
+    rows, n = idx.shape
+    span = max_words - min_words + 1
+    lens, sp = lengths[idx], spearman[idx]
+    ok = (lens >= min_words) & (lens <= max_words) & np.isfinite(sp)
+    key = (np.arange(rows)[:, None] * span + (lens - min_words)).ravel()[ok.ravel()]
+    total = np.bincount(key, weights=sp.ravel()[ok.ravel()], minlength=rows * span).reshape(rows, span)
+    count = np.bincount(key, minlength=rows * span).reshape(rows, span)
+    with np.errstate(invalid="ignore"):
+        per_length = total / np.where(count > 0, count, 1)
+    present = count > 0
+    return np.where(present.any(1), (per_length * present).sum(1) / np.maximum(present.sum(1), 1), 0.0)
+
+
+def sentence_paired(a: dict, b: dict, seed: int, key: str, min_words: int = 5, max_words: int = 50,
+                    level: float = LEVEL, samples: int = BOOTSTRAP_SAMPLES) -> dict | None:
+    """Two probes on the same test sentences (stages/probe.py `sentence_scores`), compared by a paired
+    bootstrap over sentences: UUAS (corpus ratio of correct to gold edges) and DSpr (H&M's length-bucketed
+    mean) of a minus b, with each difference's percentile interval. The seed's variation is not in it: one
+    probe per model and layer is what the study trains. None when the sentences differ."""
+    n = len(a["length"])
+    if n == 0 or len(b["length"]) != n or not np.array_equal(a["length"], b["length"]) \
+            or not np.array_equal(a["uuas_gold"], b["uuas_gold"]):
+        return None
+    rng = _rng(seed, key)
+    u_diff, d_diff = [], []
+    for start in range(0, samples, 1000):        # 1,000 resamples at a time: EWT's 2,077 test sentences
+        idx = rng.integers(0, n, size=(min(1000, samples - start), n))
+        gold = np.maximum(a["uuas_gold"][idx].sum(1), 1)
+        u_diff.append((a["uuas_correct"][idx].sum(1) - b["uuas_correct"][idx].sum(1)) / gold)
+        d_diff.append(_dspr_of(a["length"], a["spearman"], idx, min_words, max_words)
+                      - _dspr_of(b["length"], b["spearman"], idx, min_words, max_words))
+    every = np.arange(n)[None, :]
+    q = [(1 - level) / 2, (1 + level) / 2]
+    out = {}
+    for name, diffs, point in (
+            ("uuas", np.concatenate(u_diff),
+             (a["uuas_correct"].sum() - b["uuas_correct"].sum()) / max(a["uuas_gold"].sum(), 1)),
+            ("dspr", np.concatenate(d_diff),
+             float(_dspr_of(a["length"], a["spearman"], every, min_words, max_words)[0]
+                   - _dspr_of(b["length"], b["spearman"], every, min_words, max_words)[0]))):
+        lo, hi = np.quantile(diffs, q)
+        out[name] = (float(point), (float(lo), float(hi)))
+    return out

@@ -40,6 +40,7 @@ from stages.common import (Number, StageConfig, StageError, configure_threads, p
 from stages.features import StoredSentence, TreeSentence, load_split_features, read_features_meta
 
 PUNCT_UPOS = "PUNCT"  # H&M use PTB xpos tags instead; our treebanks are UD (see the module docstring)
+SENTENCES_FILE = "test_sentences.npz"   # per-sentence scores of the reported split (sentence_scores)
 IMPROVEMENT = 1e-4  # a dev loss must beat the best by this much to count (H&M's threshold)
 
 
@@ -252,6 +253,22 @@ def restrict(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.asarray(matrix)[np.ix_(keep, keep)]
 
 
+def sentence_scores(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray],
+                    sentences: Sequence[TreeSentence]) -> dict[str, np.ndarray]:
+    """Per sentence, what the corpus UUAS and DSpr are made of, so a report can bootstrap them over sentences:
+    UUAS's correct and gold edges (punctuation left out, as `uuas`), the sentence's length in all words, and its
+    words' mean row Spearman over every word (NaN under 2 words). Within a length, DSpr's per-word mean is the
+    mean of these, as every sentence of one length has the same number of words."""
+    keeps = [not_punctuation(s.upos) for s in sentences]
+    counts = [uuas_counts(d, s.heads, k) for d, s, k in zip(pred_dists, sentences, keeps)]
+    spearman = [float(np.mean(_row_spearman(np.asarray(p, dtype=np.float64), np.asarray(g, dtype=np.float64))))
+                if len(g) >= 2 else math.nan for p, g in zip(pred_dists, gold_dists)]
+    return {"uuas_correct": np.array([c for c, _ in counts], dtype=np.int64),
+            "uuas_gold": np.array([t for _, t in counts], dtype=np.int64),
+            "length": np.array([len(s) for s in sentences], dtype=np.int64),
+            "spearman": np.array(spearman, dtype=np.float64)}
+
+
 def probe_metrics(pred_dists: Sequence[np.ndarray], gold_dists: Sequence[np.ndarray],
                   sentences: Sequence[TreeSentence], min_words: int = 5, max_words: int = 50) -> dict:
     """Every probe metric of one split, with the counts behind them (probe_result.json's details).
@@ -338,11 +355,15 @@ def _predicted(split: _Split, proj: torch.Tensor, batch_size: int, device: torch
     return out
 
 
-def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch.device) -> dict:
-    """probe_metrics of the probe `proj` on one split (gold distances always from the full tree)."""
+def _evaluate(split: _Split, proj: torch.Tensor, cfg: ProbeConfig, device: torch.device,
+              sentences_file: Path | None = None) -> dict:
+    """probe_metrics of the probe `proj` on one split (gold distances always from the full tree); with
+    `sentences_file`, its per-sentence scores are saved there too (sentence_scores, .npz)."""
     golds = [g.numpy().astype(np.float64) for g in split.gold]
-    return probe_metrics(_predicted(split, proj, cfg.batch_size, device), golds, split.sentences,
-                         cfg.min_words, cfg.max_words)
+    preds = _predicted(split, proj, cfg.batch_size, device)
+    if sentences_file is not None:
+        np.savez(sentences_file, **sentence_scores(preds, golds, split.sentences))
+    return probe_metrics(preds, golds, split.sentences, cfg.min_words, cfg.max_words)
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -408,8 +429,12 @@ def train_probe(cfg: ProbeConfig, on_log: Callable[[int, dict[str, float]], None
             break
 
     # The reported probe is the one with the best dev loss, not the last one.
-    dev_metrics = _evaluate(splits["dev"], best_proj, cfg, device)
-    test_metrics = dev_metrics if test_split == "dev" else _evaluate(splits[test_split], best_proj, cfg, device)
+    # the test split's per-sentence scores: the report bootstraps a comparison of two probes over sentences
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    sentences_file = Path(cfg.output_dir) / SENTENCES_FILE
+    dev_metrics = _evaluate(splits["dev"], best_proj, cfg, device, sentences_file if test_split == "dev" else None)
+    test_metrics = dev_metrics if test_split == "dev" else _evaluate(splits[test_split], best_proj, cfg, device,
+                                                                     sentences_file)
     result = ProbeResult(layer=cfg.layer, rank=rank, test_uuas=test_metrics["uuas"], test_dspr=test_metrics["dspr"],
                          dev_uuas=dev_metrics["uuas"], dev_dspr=dev_metrics["dspr"],
                          test_dspr_nopunct=test_metrics["dspr_nopunct"], dev_dspr_nopunct=dev_metrics["dspr_nopunct"],

@@ -533,9 +533,9 @@ def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path, monkeyp
     steps, evaluated = [], []
     real_evaluate = probe_stage._evaluate
 
-    def spy(split, proj, cfg, device):  # keeps the probe that train_probe scores, to score it independently
+    def spy(split, proj, cfg, device, *rest):  # keeps the probe that train_probe scores, to score it independently
         evaluated.append(proj.detach().cpu().double().numpy().copy())
-        return real_evaluate(split, proj, cfg, device)
+        return real_evaluate(split, proj, cfg, device, *rest)
     monkeypatch.setattr(probe_stage, "_evaluate", spy)
     res = train_probe(_probe(planted, tmp_path / "p1"), on_log=lambda s, m: steps.append((s, m)), log=lambda _: None)
     assert res.test_split == "test" and res.rank == 16 and res.sentences_evaluated == 30
@@ -554,6 +554,16 @@ def test_probe_recovers_a_planted_tree_and_not_random_features(tmp_path, monkeyp
     assert saved["test_uuas"] == res.test_uuas and saved["config"]["layer"] == 3
     assert saved["test_dspr_nopunct"] == saved["test_details"]["dspr_nopunct"] == res.test_dspr_nopunct
     assert saved["test_details"]["uuas_edges"] == test_edges
+    # the per-sentence scores the report bootstraps add up to the reported (independently checked) test numbers
+    with np.load(tmp_path / "p1" / "test_sentences.npz") as z:
+        per = {k: z[k] for k in z.files}
+    assert len(per["length"]) == 30 and per["uuas_gold"].sum() == test_edges
+    assert per["uuas_correct"].sum() / per["uuas_gold"].sum() == pytest.approx(test_uuas)
+    by_length = {}
+    for n, sp in zip(per["length"], per["spearman"]):
+        if 5 <= n <= 50:
+            by_length.setdefault(int(n), []).append(sp)
+    assert np.mean([np.mean(v) for v in by_length.values()]) == pytest.approx(test_dspr)
 
     noise = _synthetic_features(tmp_path / "noise", planted=False)
     res_noise = train_probe(_probe(noise, tmp_path / "p2"), log=lambda _: None)

@@ -257,3 +257,74 @@ def test_any_target_language_names_the_keys_rows_and_findings(tmp_path):
     text, _ = write_report(g)
     assert "1. Transferred models beat the [sv] model from scratch on GLUE (AVG, [S→sv][sv] − [sv][sv]): " in text
     assert "| sv | sv |" in text and "| S→sv | sv |" in text
+
+
+def _exact_sentence_bootstrap(a, b, stat):
+    """Every one of the n^n equally likely resamples of sentence indices, enumerated."""
+    n = len(a["length"])
+    diffs = sorted(stat(a, list(r)) - stat(b, list(r)) for r in itertools.product(range(n), repeat=n))
+    return np.quantile(diffs, [0.025, 0.975])
+
+
+def test_sentence_bootstrap_of_uuas_and_dspr_against_the_enumerated_distribution():
+    """Two probes on the same 5 sentences: UUAS as the ratio of summed correct to gold edges, DSpr as the mean
+    over lengths of the per-length mean of each sentence's mean row Spearman (lengths 5..50 only), both
+    recomputed by hand for every resample."""
+    length = np.array([5, 5, 6, 7, 3])       # the 3-word sentence counts for UUAS, not for DSpr
+    a = {"uuas_correct": np.array([3, 4, 2, 5, 2]), "uuas_gold": np.array([4, 4, 5, 6, 2]), "length": length,
+         "spearman": np.array([0.9, 0.7, 0.8, 0.6, 0.5])}
+    b = {"uuas_correct": np.array([2, 4, 1, 3, 2]), "uuas_gold": a["uuas_gold"], "length": length,
+         "spearman": np.array([0.5, 0.6, 0.7, 0.2, 0.1])}
+
+    def uuas(s, idx):
+        return sum(s["uuas_correct"][i] for i in idx) / sum(s["uuas_gold"][i] for i in idx)
+
+    def dspr(s, idx):
+        by = {}
+        for i in idx:
+            if 5 <= s["length"][i] <= 50:
+                by.setdefault(s["length"][i], []).append(s["spearman"][i])
+        return statistics.mean(statistics.mean(v) for v in by.values()) if by else 0.0
+
+    r = stats.sentence_paired(a, b, seed=0, key="t", samples=20_000)
+    assert r["uuas"][0] == pytest.approx(uuas(a, range(5)) - uuas(b, range(5)))       # 16/21 - 12/21
+    assert r["dspr"][0] == pytest.approx(dspr(a, range(5)) - dspr(b, range(5)))       # (0.8 + 0.8 + 0.6)/3 - ...
+    for name, stat in (("uuas", uuas), ("dspr", dspr)):
+        lo, hi = _exact_sentence_bootstrap(a, b, stat)
+        assert r[name][1] == pytest.approx((lo, hi), abs=0.02), name
+    other = dict(b, length=np.array([5, 5, 6, 7, 4]))
+    assert stats.sentence_paired(a, other, seed=0, key="t") is None      # not the same sentences
+
+
+def test_syntax_finding_gets_a_sentence_bootstrap_interval(tmp_path):
+    """Finding 2 with the probes' per-sentence scores: the difference and its 95% interval over sentences, and
+    the verdict from the intervals ("holds" when both exclude 0 upwards); without the files, the old line."""
+    from orchestrator.config import REPO_ROOT, load_sweep
+    from orchestrator.graph import build_graph
+    from orchestrator.report import write_report
+
+    g = build_graph(load_sweep(REPO_ROOT / "configs" / "demo.yaml", [f"output_dir={tmp_path}"], base_dir=tmp_path))
+    rng = np.random.default_rng(0)
+    length = rng.integers(5, 12, size=40)
+    gold = length - 1
+    scores = {"S": (rng.integers(1, 3, size=40), rng.uniform(0.2, 0.4, size=40)),
+              "S-to-en-frequency": (None, None)}
+    scores["S-to-en-frequency"] = (scores["S"][0] + 2, scores["S"][1] + 0.3)    # better on every sentence
+    for model, (correct, spearman) in scores.items():
+        by = {}
+        for n, sp in zip(length, spearman):
+            by.setdefault(int(n), []).append(sp)
+        u, d = correct.sum() / gold.sum(), float(np.mean([np.mean(v) for v in by.values()]))
+        nid = f"probe/{model}/layer2"
+        _write_done(g, nid, {"uuas": u, "dspr": d, "dev_uuas": u, "dev_dspr": d})
+        np.savez(g.node_dir(nid) / "test_sentences.npz", uuas_correct=correct, uuas_gold=gold, length=length,
+                 spearman=spearman)
+    text, _ = write_report(g)
+    du = 100 * 80 / gold.sum()                 # two more correct edges in each of 40 sentences
+    line = next(x for x in text.splitlines() if x.startswith("2. Syntax"))
+    assert line.startswith(f"2. Syntax is learned during transfer (structural probe, [S→en][en] − [S]): holds: "
+                           f"UUAS {du:+.2f} [") and "DSpr +30.00 [" in line
+    assert "paired bootstrap over the 40 test sentences" in line
+    (g.node_dir("probe/S/layer2") / "test_sentences.npz").unlink()
+    text, _ = write_report(g)
+    assert "holds in direction" in text and "no per-sentence scores" in text
