@@ -205,6 +205,11 @@ def read_throughput(path: str | Path, base: Rates | None = None) -> Rates:
     return dataclasses.replace(base, **up, notes=tuple(notes) + tuple(kept))
 
 
+def _upper_median(values: list[float]) -> float:
+    """The upper median: one node's own figure, never a mean of two."""
+    return sorted(values)[len(values) // 2]
+
+
 def measured_rates(folder: str | Path, base: Rates) -> tuple[Rates, int]:
     """The rates of `base` replaced by what a previous run's finished nodes measured: every DONE under `folder`
     whose `compute` record (orchestrator/compute.py) has the training loop's tokens/s and FLOPs per token. FLOP/s
@@ -234,7 +239,7 @@ def measured_rates(folder: str | Path, base: Rates) -> tuple[Rates, int]:
     if not n:
         return base, 0
     up, notes = {}, []
-    median = lambda v: sorted(v)[len(v) // 2]   # noqa: E731  (the upper median: an actual node's rate)
+    median = _upper_median
     if gpu["pretrain"]:
         up["pretrain_flops"] = median(gpu["pretrain"])
         notes.append(f"pretraining: measured in {folder}, median of {len(gpu['pretrain'])} node(s) on "
@@ -270,18 +275,23 @@ def stated_pretrain_rate(tokens_per_s: float, base: Rates) -> Rates:
     return dataclasses.replace(base, pretrain_flops=flops, notes=(note, *kept))
 
 
-def calibrate(graph, rates: Rates, corpus_tokens: dict[str, float] | None = None) -> Rates:
+def finished_records(graph) -> dict[str, dict]:
+    """Node id -> DONE record of this sweep's nodes that are done (read once for `calibrate` and
+    `recorded_so_far`)."""
+    from orchestrator.runner import read_done
+
+    return {nid: r for nid in graph.nodes if (r := read_done(graph, nid))}
+
+
+def calibrate(graph, rates: Rates, corpus_tokens: dict[str, float] | None = None,
+              records: dict[str, dict] | None = None) -> Rates:
     """Rates that know this sweep's finished nodes (a DONE with a compute record): each of those takes the
     seconds it measured, and every node of a kind with finished nodes is scaled by the kind's median measured /
     estimated ratio, which carries what the rates miss (start-up, evaluation passes, saving, the machine's day).
-    Unchanged when nothing has finished."""
-    from orchestrator.runner import read_done
-
-    done = {}
-    for nid in graph.nodes:
-        record = read_done(graph, nid)
-        if record and (record.get("compute") or {}).get("wall_s") is not None:
-            done[nid] = float(record["compute"]["wall_s"])
+    Unchanged when nothing has finished. `records`: finished_records(graph), when the caller has them."""
+    records = finished_records(graph) if records is None else records
+    done = {nid: float(r["compute"]["wall_s"]) for nid, r in records.items()
+            if (r.get("compute") or {}).get("wall_s") is not None}
     if not done:
         return rates
     work = Work(graph, rates, corpus_tokens)
@@ -290,7 +300,7 @@ def calibrate(graph, rates: Rates, corpus_tokens: dict[str, float] | None = None
         predicted, _ = work.estimated(graph.nodes[nid])
         if predicted > 0:
             ratios.setdefault(graph.nodes[nid].kind, []).append(wall / predicted)
-    factor = {k: sorted(v)[len(v) // 2] for k, v in ratios.items()}   # the upper median: one node's own ratio
+    factor = {k: _upper_median(v) for k, v in ratios.items()}
     order = sorted(factor, key=lambda k: KINDS[k].order)
     note = (f"calibration: {len(done)} finished node(s) of this sweep take their measured seconds; the others are "
             "scaled per kind by the median measured / estimated ratio: "
@@ -298,11 +308,9 @@ def calibrate(graph, rates: Rates, corpus_tokens: dict[str, float] | None = None
     return dataclasses.replace(rates, done_seconds=done, kind_factor=factor, notes=rates.notes + (note,))
 
 
-def recorded_so_far(graph) -> str | None:
+def recorded_so_far(graph, records: dict[str, dict] | None = None) -> str | None:
     """One line: what this sweep's finished nodes have cost (their DONE `compute`), None before any finished."""
-    from orchestrator.runner import read_done
-
-    done = [r for r in (read_done(graph, n) for n in graph.nodes) if r]
+    done = list((finished_records(graph) if records is None else records).values())
     if not done:
         return None
     gpu = sum((r.get("compute") or {}).get("gpu_seconds") or 0.0 for r in done) / 3600
@@ -549,10 +557,9 @@ class Work:
 
     def _model_shape(self, model: str | None) -> Shape:
         cfg = Path(model) / "config.json" if model else None
-        if cfg and cfg.is_file():
-            c = json.loads(cfg.read_text())
-            if {"num_hidden_layers", "hidden_size", "intermediate_size"} <= set(c):
-                return Shape(c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"])
+        shape = Shape.of(json.loads(cfg.read_text())) if cfg and cfg.is_file() else None
+        if shape:
+            return shape
         self.hub_models.setdefault(str(model))
         return BERT_BASE
 
@@ -686,8 +693,7 @@ class Work:
     def _finetune(self, node):
         return self._fine_tune(node, self.glue_size(node.params["config"]))
 
-    def _curve(self, node):
-        return self._fine_tune(node, self.glue_size(node.params["config"]))
+    _curve = _finetune   # a learning-curve fine-tune is a GLUE fine-tune from an earlier model
 
     def _forget(self, node):
         return self._fine_tune(node, self.source_task_size(node.params["config"]))
@@ -1009,7 +1015,8 @@ def plan_estimate(graph, throughput: str | None, gpus: int, cpus: float, corpus_
     if pretrain_tokens_per_s is not None:
         rates = stated_pretrain_rate(pretrain_tokens_per_s, rates)
     tokens = parse_corpus_tokens(corpus_tokens)
-    rates = calibrate(graph, rates, tokens)
+    records = finished_records(graph)
+    rates = calibrate(graph, rates, tokens, records)
     text = report(estimate(graph, rates, gpus, cpus, tokens), graph, tokens)
-    so_far = recorded_so_far(graph)
+    so_far = recorded_so_far(graph, records)
     return text + (f"\n\n{so_far}" if so_far else "")

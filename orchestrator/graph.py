@@ -458,17 +458,23 @@ def _winogender_models(s: Sweep, models: dict[str, Model]) -> set[str]:
 
 # --- the fine-tunes and evaluations of each model -------------------------------------------------------
 
+def _glue_files(ft, task: str) -> list[str]:
+    """The local files a fine-tune of `task` reads (train and dev TSVs: exactly what the stage opens), whose
+    contents enter its hash; none for hub data."""
+    spec = GLUE_TASKS[task]
+    files = ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]
+    return [str(Path(ft.data_dir) / spec.folder / f) for f in files] if ft.data_dir else []
+
+
 def _glue(g: Graph, models: dict[str, Model]) -> None:
     s, ft = g.sweep, g.sweep.finetune
     keep_rte = _winogender_models(s, models)   # Winogender scores the RTE models (paper appendix E)
     settings = ft.model_dump(exclude={"tasks", "seeds"})
     for m in (m for m in models.values() if m.glue):
         for task in ft.tasks:
-            spec = GLUE_TASKS[task]
-            files = ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]   # exactly what the fine-tune reads
-            data = [str(Path(ft.data_dir) / spec.folder / f) for f in files] if ft.data_dir else []
+            data = _glue_files(ft, task)
             if ft.data_dir and ft.predict_test:   # the test file read for the leaderboard predictions, if any
-                data += [str(f) for t in spec.test_splits if (f := find_test_file(t, ft.data_dir))]
+                data += [str(f) for t in GLUE_TASKS[task].test_splits if (f := find_test_file(t, ft.data_dir))]
             for seed in ft.seeds:
                 node_id = f"finetune/{m.key}/{task}/seed{seed}"
                 cfg = FinetuneConfig(**settings | {"save_model": ft.save_model or (task == "rte" and m.key in keep_rte)},
@@ -582,9 +588,7 @@ def _learning_curves(g: Graph, models: dict[str, Model]) -> None:
         for fraction in lc.fractions:
             point = curve_point(m.key, fraction)
             for task in lc.tasks:
-                spec = GLUE_TASKS[task]
-                files = ["train.tsv", *(d.tsv_file for d in spec.dev_splits)]
-                data = [str(Path(ft.data_dir) / spec.folder / f) for f in files] if ft.data_dir else []
+                data = _glue_files(ft, task)
                 for seed in lc.seeds or ft.seeds:
                     node_id = f"curve/{m.key}@{fraction * 100:g}pct/{task}/seed{seed}"
                     cfg = FinetuneConfig(**settings, model=str(g.node_dir(point) / "model"), task=task, seed=seed,

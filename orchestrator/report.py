@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator import stats
-from orchestrator.graph import Graph, moved_key, scratch_key
+from orchestrator.graph import Graph, curve_point, moved_key, scratch_key
 from orchestrator.runner import read_done
 from stages.common import read_json
 from stages.glue import primary_metric
@@ -400,8 +400,9 @@ def init_table(graph: Graph) -> list[list]:
     return [table[0], *(r[1:] for r in sorted(table[1:], key=lambda r: r[0]))]   # the tables' model order
 
 
-def figure2_data(graph: Graph) -> list[list]:
-    """Rows (source, task, max gain over [en][en]): the larger gain of [lang->en][en] and [lang->en][lang]."""
+def figure2_data(graph: Graph, glue: tuple[list[str], dict] | None = None) -> list[list]:
+    """Rows (source, task, max gain over [en][en]): the larger gain of [lang->en][en] and [lang->en][lang].
+    `glue`: glue_by_seed(graph), when the caller has read it already."""
     mean_rows, _ = tables(graph)
     cols = mean_rows[0][2:-1]
     by_model = {}
@@ -414,7 +415,7 @@ def figure2_data(graph: Graph) -> list[list]:
     out = [["source", "task", "max gain", "lo", "hi", "model"]]
     if base is None:
         return out
-    _, by_seed = glue_by_seed(graph)
+    _, by_seed = glue or glue_by_seed(graph)
     for src in graph.sweep.experiments.transfer_from:
         variants = []
         for mode in ("frequency", "keep"):   # the paper's two [lang->en] models; random-map is our control
@@ -448,11 +449,13 @@ def _task_by_seed(entry: dict, cols: list[str]) -> dict[int, float]:
     return {sd: float(np.mean([b[sd] for b in by])) for sd in sorted(seeds) if all(_defined(b[sd]) for b in by)}
 
 
-def figure3_data(graph: Graph) -> list[list]:
-    """Rows (group, task, Lang, Vocab, accuracy - group mean) for every ScandiSent task of every group."""
+def figure3_data(graph: Graph, groups: dict[str, dict] | None = None, forget: dict[str, dict] | None = None
+                 ) -> list[list]:
+    """Rows (group, task, Lang, Vocab, accuracy - group mean) for every ScandiSent task of every group.
+    `groups` (forgetting_tables) and `forget` (the forget runs by seed): when the caller has read them already."""
     out = [["group", "task", "Lang", "Vocab", "difference from group mean", "lo", "hi"]]
-    forget = _seed_values(graph, "forget", _forget_metric)
-    for name, g in forgetting_tables(graph).items():
+    forget = _seed_values(graph, "forget", _forget_metric) if forget is None else forget
+    for name, g in (forgetting_tables(graph) if groups is None else groups).items():
         t8 = g["table8"]
         # The group mean is the paper's: over its own models. Re-attached models are drawn against the same mean,
         # so adding them moves no other bar.
@@ -864,7 +867,9 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                  + "\nStructural probe per layer (test split)\n\n" + markdown(per_layer)
                  + "\nWiC standard deviation over seeds (Table 11 shape)\n\n" + markdown(t11))
     if "forget" in kinds:
-        for name, g in forgetting_tables(graph).items():
+        # every forget run read once, for the tables, the re-attach split and Figure 3
+        groups, forget = forgetting_tables(graph), _seed_values(graph, "forget", _forget_metric)
+        for name, g in groups.items():
             _write_csv(folder / f"table8_scandisent_{name}.csv", g["table8"])
             text += (f"\nSentiment accuracy x100, [{name}] models (Table 8 shape; columns: ScandiSent language)\n\n"
                      + markdown(g["table8"]))
@@ -872,14 +877,14 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                 _write_csv(folder / f"table9_stsb_{name}.csv", g["table9"])
                 text += f"\nTranslated STS-B x100, [{name}] models (Table 9 shape)\n\n" + markdown(g["table9"])
             if g["reattached"]:
-                ra = reattach_table(graph, name, g, _seed_values(graph, "forget", _forget_metric))
+                ra = reattach_table(graph, name, g, forget)
                 _write_csv(folder / f"forgetting_reattached_{name}.csv", ra)
                 text += (f"\nForgetting split in two, [{name}] source tasks x100 (STS-B: Pearson): each [{name}→en] "
                          f"model fine-tuned again with [{name}]'s own vocabulary and word embeddings re-attached to "
                          f"its trained body. body forgot = [{name}] − re-attached; lost with the embeddings = "
                          "re-attached − transferred (paired tests: family \"forgetting: re-attached\" below)\n\n"
                          + markdown(ra))
-        f3 = figure3_data(graph)
+        f3 = figure3_data(graph, groups, forget)
         _write_csv(folder / "figure3_scandisent.csv", f3)
         if _bar_figure(folder / "figure3_scandisent.png", f3, 1, 1, (2, 3), 4,
                        "ScandiSent", "accuracy - group mean (x100)", err_cols=(5, 6)):
@@ -890,7 +895,8 @@ def write_report(graph: Graph) -> tuple[str, Path]:
         t10 = winogender_table(graph)
         _write_csv(folder / "table10_winogender.csv", t10)
         text += "\nWinogender x100 (Table 10 shape): gender parity score and accuracy\n\n" + markdown(t10)
-    f2 = figure2_data(graph)
+    glue = glue_by_seed(graph)   # every finished fine-tune read once: Figure 2 and the statistics below
+    f2 = figure2_data(graph, glue)
     if len(f2) > 1:
         _write_csv(folder / "figure2_max_gain.csv", f2)
         if _bar_figure(folder / "figure2_max_gain.png", f2, 0, 1, (), 2, "max gain over [en][en]", "points (x100)",
@@ -905,7 +911,7 @@ def write_report(graph: Graph) -> tuple[str, Path]:
                  "string; cosine of the rows not copied to their nearest source row and mean to the 10 nearest; "
                  "moved = ||W - W_init|| / ||W_init|| after continued pretraining (embeddings; the whole body)\n\n"
                  + markdown(inits))
-    text += _statistics_section(graph, folder)
+    text += _statistics_section(graph, folder, glue)
     text += _curve_section(graph, folder)
     # Apart from report.md: wall times differ from run to run, and report.md is what a rerun reproduces byte for byte.
     cost = cost_table(graph)
@@ -944,8 +950,6 @@ def curve_points(graph: Graph) -> dict[str, dict]:
     lc = graph.sweep.learning_curve
     if lc is None:
         return {}
-    from orchestrator.graph import curve_point
-
     seeds = set(lc.seeds or graph.sweep.finetune.seeds)
     keys = sorted(dict.fromkeys(n.model for n in graph.nodes.values() if n.kind == "curve"),
                   key=lambda k: model_rank(graph, k))
@@ -1208,8 +1212,8 @@ def _seed_spread_figure(path: Path, cols: list[str], models: dict[str, dict], ci
     return True
 
 
-def _statistics_section(graph: Graph, folder: Path) -> str:
-    cols, glue = glue_by_seed(graph)   # every finished fine-tune read once, for all the tables below
+def _statistics_section(graph: Graph, folder: Path, glue: tuple[list[str], dict] | None = None) -> str:
+    cols, glue = glue or glue_by_seed(graph)   # every finished fine-tune read once, for all the tables below
     wic = _wic_by_seed(graph)
     ci = interval_table(graph, cols, glue)
     _write_csv(folder / "table2_glue_intervals.csv", ci)
